@@ -1,0 +1,38 @@
+"""Shared glue for tasks.py: errors to exit codes, findings to output."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from invoke.exceptions import Exit
+
+from ovapipe.errors import Interrupted, OvapipeError
+from ovapipe.findings import Report
+
+
+@contextlib.contextmanager
+def exits() -> Iterator[None]:
+    """Map ovapipe errors and Ctrl-C to ``invoke.Exit(message, code)``; never a traceback."""
+    try:
+        yield
+    except OvapipeError as exc:
+        raise Exit(f"error: {exc.message}", exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit(f"error: {Interrupted('interrupted').message}", Interrupted.exit_code) from None
+
+
+def not_implemented(task: str) -> Exit:
+    return Exit(f"error: `invoke {task}` is not implemented yet", 2)
+
+
+def emit_report(report: Report, as_json: bool) -> None:
+    """Print a validation report and exit 1 when it has an error."""
+    print(report.to_json() if as_json else report.render())
+    if not report.ok:
+        raise Exit(code=1)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)

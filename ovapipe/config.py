@@ -1,0 +1,110 @@
+"""Connection settings, read once from the environment (CAPV's variable names) and invoke.yaml."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from ovapipe.errors import ConfigError
+
+# CAPV's names for the vSphere settings (clusterctl's cluster-template uses the same ones).
+ENV_SERVER: Final = "VSPHERE_SERVER"
+ENV_USERNAME: Final = "VSPHERE_USERNAME"
+ENV_PASSWORD: Final = "VSPHERE_PASSWORD"
+ENV_THUMBPRINT: Final = "VSPHERE_TLS_THUMBPRINT"
+ENV_DATACENTER: Final = "VSPHERE_DATACENTER"
+ENV_DATASTORE: Final = "VSPHERE_DATASTORE"
+ENV_NETWORK: Final = "VSPHERE_NETWORK"
+ENV_RESOURCE_POOL: Final = "VSPHERE_RESOURCE_POOL"
+ENV_FOLDER: Final = "VSPHERE_FOLDER"
+ENV_TEMPLATE: Final = "VSPHERE_TEMPLATE"
+ENV_CLUSTER: Final = "VSPHERE_CLUSTER"
+ENV_INSECURE: Final = "VSPHERE_INSECURE"
+SECRET_ENV_NAMES: Final = (ENV_PASSWORD,)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach one vCenter; the password never appears in repr or logs."""
+
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    thumbprint: str | None = None
+    insecure: bool = False
+
+    @property
+    def server(self) -> str:
+        return self.host if self.port == 443 else f"{self.host}:{self.port}"
+
+
+def split_server(server: str) -> tuple[str, int]:
+    """'vc.example.com', 'vc:8443', 'https://vc/sdk', '[::1]:8989' -> (host, port)."""
+    text = server.strip()
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    text = text.split("/", 1)[0]
+    if not text:
+        raise ConfigError(f"{ENV_SERVER} is empty: set it to the vCenter host name")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not port_text:
+        return host, 443
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{ENV_SERVER}={server!r}: port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def normalize_thumbprint(value: str) -> str:
+    """Accept SHA-1/SHA-256 hex with or without colons; return upper-case colon form."""
+    digits = value.replace(":", "").strip().upper()
+    if len(digits) not in (40, 64) or any(c not in "0123456789ABCDEF" for c in digits):
+        raise ConfigError(
+            f"{ENV_THUMBPRINT}={value!r}: expected a SHA-1 (or SHA-256) fingerprint in hex, "
+            "e.g. 01:23:...:EF as `govc about.cert -thumbprint` prints it"
+        )
+    return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
+
+
+def connection_from_env(
+    env: Mapping[str, str] | None = None,
+    *,
+    insecure: bool = False,
+    prompt: bool = True,
+) -> Connection:
+    """Build a Connection from VSPHERE_* variables; prompt for the password on a terminal."""
+    env = os.environ if env is None else env
+    missing = [name for name in (ENV_SERVER, ENV_USERNAME) if not env.get(name)]
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} not set: export the vCenter connection "
+            f"({ENV_SERVER}, {ENV_USERNAME}, {ENV_PASSWORD}, {ENV_THUMBPRINT}); "
+            "`invoke sim` prints them for the local simulator"
+        )
+    host, port = split_server(env[ENV_SERVER])
+    password = env.get(ENV_PASSWORD)
+    if password is None:
+        if prompt and sys.stdin.isatty():
+            password = getpass.getpass(f"vCenter password for {env[ENV_USERNAME]}@{host}: ")
+        else:
+            raise ConfigError(f"{ENV_PASSWORD} not set (and no terminal to ask on)")
+    insecure = insecure or env.get(ENV_INSECURE, "").lower() in ("1", "true", "yes")
+    thumbprint_text = env.get(ENV_THUMBPRINT)
+    if not thumbprint_text and not insecure:
+        raise ConfigError(
+            f"{ENV_THUMBPRINT} not set: pin the vCenter certificate with its SHA-1 "
+            "fingerprint, or pass --insecure to skip verification (not for production)"
+        )
+    thumbprint = normalize_thumbprint(thumbprint_text) if thumbprint_text else None
+    return Connection(host, port, env[ENV_USERNAME], password, thumbprint, insecure)

@@ -1,0 +1,153 @@
+"""A build is a list of steps; cleanups run in reverse on failure or cancel (Packer's multistep).
+
+Each step that creates something registers its cleanup the moment the thing exists, through
+``Run.on_failure`` (undo when the run does not finish) or ``Run.always`` (temporary things:
+undo whatever happens, e.g. the build VM after its disks were exported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TextIO, TypeVar
+
+from ovapipe.errors import Interrupted, OvapipeError, StepFailed
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Step(Generic[S]):
+    name: str
+    run: Callable[[S, Run], None]
+
+
+@dataclass
+class _Cleanup:
+    description: str
+    action: Callable[[], None]
+    always: bool
+
+
+@dataclass
+class StepTiming:
+    name: str
+    seconds: float
+    status: str  # "ok" | "failed" | "interrupted" | "skipped"
+
+
+@dataclass
+class Run:
+    """What one run of steps has registered and how long each step took."""
+
+    log: TextIO = field(default_factory=lambda: sys.stderr)
+    timings: list[StepTiming] = field(default_factory=list)
+    _cleanups: list[_Cleanup] = field(default_factory=list)
+
+    def on_failure(self, description: str, action: Callable[[], None]) -> None:
+        """Undo ``action`` if the run fails or is cancelled; keep the thing on success."""
+        self._cleanups.append(_Cleanup(description, action, always=False))
+
+    def always(self, description: str, action: Callable[[], None]) -> None:
+        """Undo ``action`` when the run ends, whatever the outcome."""
+        self._cleanups.append(_Cleanup(description, action, always=True))
+
+    def say(self, message: str) -> None:
+        print(message, file=self.log, flush=True)
+
+    def unwind(self, failed: bool) -> list[str]:
+        """Run cleanups in reverse; returns the ones that failed (each already logged)."""
+        problems: list[str] = []
+        while self._cleanups:
+            cleanup = self._cleanups.pop()
+            if not (failed or cleanup.always):
+                continue
+            try:
+                with _sigint_deferred():
+                    cleanup.action()
+                self.say(f"cleanup: {cleanup.description}")
+            except Exception as exc:
+                problem = f"cleanup '{cleanup.description}' failed: {exc}"
+                self.say(problem)
+                problems.append(problem)
+        return problems
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """A second Ctrl-C during a cleanup must not leave half of it done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """CI cancels jobs with SIGTERM; treat it like Ctrl-C so cleanups run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_steps(
+    steps: Sequence[Step[S]],
+    state: S,
+    *,
+    run: Run | None = None,
+    keep_on_error: bool = False,
+) -> Run:
+    """Run ``steps`` in order over ``state``.
+
+    On an error or Ctrl-C the registered cleanups run in reverse (unless ``keep_on_error``,
+    Packer's ``-on-error=abort``, which keeps everything for debugging) and a StepFailed or
+    Interrupted naming the step is raised.
+    """
+    run = run or Run()
+    current = ""
+    with sigterm_as_interrupt():
+        try:
+            for step in steps:
+                current = step.name
+                started = time.monotonic()
+                try:
+                    step.run(state, run)
+                except BaseException:
+                    run.timings.append(StepTiming(step.name, time.monotonic() - started, "failed"))
+                    raise
+                run.timings.append(StepTiming(step.name, time.monotonic() - started, "ok"))
+        except KeyboardInterrupt:
+            if run.timings:
+                run.timings[-1].status = "interrupted"
+            if not keep_on_error:
+                run.unwind(failed=True)
+            raise Interrupted(f"interrupted during step '{current}'; cleanups ran") from None
+        except OvapipeError as exc:
+            if not keep_on_error:
+                run.unwind(failed=True)
+            raise StepFailed(current, exc) from exc
+        except Exception as exc:
+            if not keep_on_error:
+                run.unwind(failed=True)
+            raise StepFailed(current, exc) from exc
+        run.unwind(failed=False)
+    return run

@@ -1,0 +1,102 @@
+"""Inventory lookups by bulk property retrieval.
+
+Properties are always read with RetrievePropertiesEx over a container view: one round trip
+for many objects, and unset properties come back absent instead of crashing the govmomi
+simulator's PropertyCollector.Fetch (a lazy ``vm.snapshot`` read does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ovapipe.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Found:
+    obj: Any
+    props: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.props.get("name", self.obj._moId))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.props.get(key, default)
+
+
+def retrieve(
+    service: Any, vimtype: Any, paths: Sequence[str], root: Any = None
+) -> list[Found]:
+    """Every object of ``vimtype`` under ``root`` (default: the root folder) with ``paths``."""
+    from pyVmomi import vmodl
+
+    content = service.RetrieveContent()
+    view = content.viewManager.CreateContainerView(
+        root or content.rootFolder, [vimtype], True
+    )
+    try:
+        spec = vmodl.query.PropertyCollector.FilterSpec(
+            objectSet=[
+                vmodl.query.PropertyCollector.ObjectSpec(
+                    obj=view,
+                    skip=True,
+                    selectSet=[
+                        vmodl.query.PropertyCollector.TraversalSpec(
+                            name="view", path="view", skip=False, type=type(view)
+                        )
+                    ],
+                )
+            ],
+            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vimtype, pathSet=list(paths))],
+        )
+        collector = content.propertyCollector
+        options = vmodl.query.PropertyCollector.RetrieveOptions()
+        result = collector.RetrievePropertiesEx([spec], options)
+        found: list[Found] = []
+        while result:
+            for item in result.objects:
+                found.append(Found(item.obj, {p.name: p.val for p in item.propSet or []}))
+            if not result.token:
+                break
+            result = collector.ContinueRetrievePropertiesEx(result.token)
+        return found
+    finally:
+        view.Destroy()
+
+
+def properties(service: Any, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
+    """Named properties of one object (absent when unset)."""
+    from pyVmomi import vmodl
+
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=obj, skip=False)],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=type(obj), pathSet=list(paths))],
+    )
+    content = service.RetrieveContent()
+    result = content.propertyCollector.RetrievePropertiesEx(
+        [spec], vmodl.query.PropertyCollector.RetrieveOptions()
+    )
+    if not result or not result.objects:
+        return {}
+    return {p.name: p.val for p in result.objects[0].propSet or []}
+
+
+def by_name(items: Sequence[Found], kind: str, name: str, where: str = "") -> Found:
+    """The one item called ``name``, else a ConfigError listing what is there."""
+    matches = [item for item in items if item.name == name]
+    if len(matches) == 1:
+        return matches[0]
+    available = ", ".join(sorted(item.name for item in items)) or "none"
+    scope = f" in {where}" if where else ""
+    if not matches:
+        raise ConfigError(f"{kind} '{name}' not found{scope}; available: {available}")
+    raise ConfigError(f"{kind} '{name}' is ambiguous{scope}: {len(matches)} objects have that name")
+
+
+def datacenter(service: Any, name: str) -> Found:
+    from pyVmomi import vim
+
+    return by_name(retrieve(service, vim.Datacenter, ["name"]), "datacenter", name)

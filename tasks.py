@@ -1,0 +1,199 @@
+"""ovapipe's command line: thin Invoke tasks over the ovapipe package.
+
+Each task parses its flags, calls one function, prints the result and maps errors to exit
+codes (1 = a check failed, 2 = usage/config error) through ``ovapipe.cli.exits``.
+Heavy modules are imported inside the tasks so that ``invoke --list`` stays fast.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, task
+from invoke.context import Context
+
+from ovapipe.cli import exits, not_implemented
+
+LAYER_HELP = {
+    "profile": "OS profile from vars/os/ (default: ubuntu-2004-efi)",
+    "var_file": "extra variable file layered on top (repeatable; later wins)",
+    "set_": "KEY=VALUE override, applied last (repeatable)",
+    "out": "output folder (default: output/)",
+}
+
+
+@task(
+    help={**LAYER_HELP, "format": "packer (default) or image-builder (for PACKER_VAR_FILES)"},
+    iterable=["var_file", "set_"],
+)
+def vars(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, out="output",
+         format="packer"):
+    """Merge and check Packer variables; write packer-vars.json."""
+    raise not_implemented("vars")
+
+
+@task(
+    name="build-ova",
+    help={
+        **LAYER_HELP,
+        "on_error": "cleanup (default): delete what the build made; abort: keep it for debugging",
+        "keep_vm": "keep the build VM in vCenter after its disks were exported",
+    },
+    iterable=["var_file", "set_"],
+)
+def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, out="output",
+              on_error="cleanup", keep_vm=False):
+    """Build the node image with Packer and assemble a validated OVA."""
+    raise not_implemented("build-ova")
+
+
+@task(
+    name="validate-ova",
+    help={
+        "path": "the OVA file to check",
+        "min_vmx": "lowest acceptable virtual hardware version (default 17)",
+        "firmware": "required firmware: efi (default) or bios",
+        "json": "print one JSON object instead of a report",
+    },
+)
+def validate_ova(c: Context, path, min_vmx=17, firmware="efi", json=False):
+    """Check an OVA: archive, descriptor, manifest, vmx version, firmware, disks, ESP."""
+    raise not_implemented("validate-ova")
+
+
+@task(
+    help={
+        "ova": "the OVA to publish",
+        "datacenter": "target datacenter (repeatable; published concurrently)",
+        "cluster": "cluster whose resource pool receives the VM",
+        "resource_pool": "resource pool (instead of --cluster)",
+        "datastore": "datastore for the disks (default from invoke.yaml / VSPHERE_DATASTORE)",
+        "folder": "VM folder for the template",
+        "network": "network for the NIC (default from invoke.yaml / VSPHERE_NETWORK)",
+        "name": "template name (default: the OVA's name)",
+        "replace": "replace an existing template of that name built from another OVA",
+        "no_snapshot": "do not take the 'root' snapshot that CAPV linked clones use",
+        "insecure": "skip certificate verification (warns; not for production)",
+        "json": "print the handoff records as JSON",
+    },
+    iterable=["datacenter"],
+)
+def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, datastore=None,
+            folder=None, network=None, name=None, replace=False, no_snapshot=False,
+            insecure=False, json=False):
+    """Upload an OVA as a vmx-17/EFI VM template in one or more datacenters."""
+    raise not_implemented("publish")
+
+
+@task(
+    name="validate-template",
+    help={
+        "datacenter": "datacenter holding the template",
+        "name": "template or VM name",
+        "min_vmx": "lowest acceptable virtual hardware version (default 17)",
+        "firmware": "required firmware: efi (default) or bios",
+        "insecure": "skip certificate verification (warns; not for production)",
+        "json": "print one JSON object instead of a report",
+    },
+)
+def validate_template(c: Context, datacenter, name, min_vmx=17, firmware="efi", insecure=False,
+                      json=False):
+    """Check a VM template in vCenter: vmx version, firmware, snapshot, hosts."""
+    raise not_implemented("validate-template")
+
+
+@task(
+    help={
+        "datacenter": "datacenter to inspect",
+        "cluster": "only this cluster's hosts",
+        "insecure": "skip certificate verification (warns; not for production)",
+        "json": "print JSON instead of a table",
+    },
+)
+def gpus(c: Context, datacenter, cluster=None, insecure=False, json=False):
+    """List passthrough GPUs per host with CAPV's decimal vendorId/deviceId."""
+    raise not_implemented("gpus")
+
+
+@task(name="pci-id", help={"value": "10DE:1EB8, '0x10de 0x1eb8' or a name such as 'Tesla T4'"})
+def pci_id(c: Context, value):
+    """Convert a PCI vendor:device (hex or name) to CAPV's decimal pciDevices entry."""
+    raise not_implemented("pci-id")
+
+
+@task(
+    name="cluster-template",
+    help={
+        "in_": "clusterctl-generated cluster-template.yaml to patch (default: write a new one)",
+        "out": "output file (default: stdout)",
+        "publish_record": "output/NAME/publish-DC.json from `invoke publish`",
+        "template": "template name or inventory path (instead of --publish-record)",
+        "gpu": "VENDOR:DEVICE[xCOUNT] in hex (repeatable)",
+        "machine": "worker (default), control-plane, or a VSphereMachineTemplate name",
+        "hardware_version": "hardwareVersion to set (default vmx-17)",
+        "mmio_gb": "64-bit MMIO size in GB for GPUs not in the table",
+    },
+    iterable=["gpu"],
+)
+def cluster_template(c: Context, in_=None, out=None, publish_record=None, template=None, gpu=None,
+                     machine="worker", hardware_version="vmx-17", mmio_gb=None):
+    """Write or patch CAPV VSphereMachineTemplates with the template and GPUs."""
+    raise not_implemented("cluster-template")
+
+
+@task(
+    help={
+        "profile": "OS profile to build (repeatable; default ubuntu-2004-efi)",
+        "datacenter": "datacenter to publish to (repeatable)",
+        "keep": "nightly templates to keep per profile and datacenter (default 3)",
+        "report": "folder for report.json and junit.xml",
+        "resume": "reuse finished stages whose artifacts still verify",
+    },
+    iterable=["profile", "datacenter"],
+)
+def nightly(c: Context, profile=None, datacenter=None, keep=3, report="output/report",
+            resume=False):
+    """The nightly image job: build, validate, publish, verify, hand off."""
+    raise not_implemented("nightly")
+
+
+@task(
+    help={
+        "vc_version": "vCenter version to report (default 7.0.3)",
+        "esx_version": "ESXi version of every host (default 7.0.3)",
+        "gpu": "HOST_GLOB=VENDOR:DEVICE passthrough device (hex, repeatable)",
+        "no_default_gpu": "do not add the default Tesla T4 to cluster DC0_C0's hosts",
+        "installer_vm": "VM name glob whose power-on runs the simulated installer",
+        "installer_disk": "streamOptimized VMDK the installer writes as the first disk",
+        "installer_seconds": "seconds the simulated install takes before power-off",
+        "port": "port to listen on (default: a free one)",
+    },
+    iterable=["gpu"],
+)
+def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_default_gpu=False,
+        installer_vm=None, installer_disk=None, installer_seconds=3, port=0):
+    """Run the local vSphere simulator until Ctrl-C; prints how to connect."""
+    raise not_implemented("sim")
+
+
+@task(
+    name="test-disk",
+    help={
+        "kind": "efi (GPT + ESP with BOOTX64.EFI + root) or bios (MBR, no ESP)",
+        "out": "where to write the streamOptimized VMDK",
+        "size_mb": "virtual disk size in MiB",
+    },
+)
+def test_disk(c: Context, kind="efi", out="output/test-efi.vmdk", size_mb=64):
+    """Build a small real disk (EFI or BIOS layout) as a streamOptimized VMDK."""
+    raise not_implemented("test-disk")
+
+
+@task
+def demo(c: Context):
+    """The whole pipeline end to end against the embedded simulator."""
+    raise not_implemented("demo")
+
+
+namespace = Collection(
+    vars, build_ova, validate_ova, publish, validate_template, gpus, pci_id, cluster_template,
+    nightly, sim, test_disk, demo,
+)
