@@ -7,10 +7,16 @@ Heavy modules are imported inside the tasks so that ``invoke --list`` stays fast
 
 from __future__ import annotations
 
-from invoke import Collection, task
+from functools import partial
+
+import invoke
+from invoke import Collection
 from invoke.context import Context
 
 from ovapipe.cli import exits, not_implemented
+
+# Long flags only: automatic short flags collide (-h, -m) and read ambiguously in scripts.
+task = partial(invoke.task, auto_shortflags=False)
 
 LAYER_HELP = {
     "profile": "OS profile from vars/os/ (default: ubuntu-2004-efi)",

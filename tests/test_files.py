@@ -1,0 +1,22 @@
+import pytest
+
+from ovapipe.files import atomic_writer, write_json
+
+
+def test_atomic_writer_leaves_nothing_when_the_block_fails(tmp_path):
+    target = tmp_path / "out" / "image.ova"
+    with pytest.raises(RuntimeError), atomic_writer(target) as handle:
+        handle.write(b"half")
+        raise RuntimeError("disk full")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_atomic_writer_replaces_only_when_complete(tmp_path):
+    target = tmp_path / "record.json"
+    target.write_text("old")
+    with pytest.raises(KeyboardInterrupt), atomic_writer(target, "w") as handle:
+        handle.write("new")
+        raise KeyboardInterrupt
+    assert target.read_text() == "old"
+    write_json(target, {"b": 1, "a": 2})
+    assert target.read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'

@@ -1,0 +1,53 @@
+"""The project's own checks: lint, types, shell scripts, and what the package installs."""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(*command):
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_clean():
+    result = run(str(BIN / "ruff"), "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_clean():
+    result = run(str(BIN / "mypy"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_shell_scripts_pass_shellcheck():
+    scripts = ["run", "scripts/setup", ".ci/run", *map(str, ROOT.glob("packer/**/*.sh"))]
+    result = run("shellcheck", *scripts)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_wheel_installs_only_the_ovapipe_top_level_package(tmp_path):
+    result = run(str(BIN / "python"), "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                 "-q", "-w", str(tmp_path), str(ROOT))
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("ovapipe-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist()}
+    assert {name for name in top_level if not name.endswith(".dist-info")} == {"ovapipe"}
+    with zipfile.ZipFile(wheel) as archive:
+        assert "ovapipe/validators/__init__.py" in archive.namelist()
+
+
+def test_validators_folder_is_ovapipe_validators():
+    import ovapipe.validators
+
+    assert Path(ovapipe.validators.__file__).parent == ROOT / "validators"
+    with pytest.raises(ModuleNotFoundError):
+        __import__("validators")
