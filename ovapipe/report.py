@@ -1,0 +1,89 @@
+"""The nightly report: report.json, junit.xml and a short summary a person reads in the morning."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ovapipe.files import write_text
+
+Status = Literal["ok", "failed", "skipped", "reused"]
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: Status
+    started: str  # ISO 8601, UTC
+    duration: float
+    target: str = ""  # profile, or profile/datacenter for per-datacenter stages
+    message: str = ""
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> path or reference
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage} [{self.target}]" if self.target else self.stage
+
+
+@dataclass
+class NightlyReport:
+    build_id: str
+    started: str
+    stages: list[StageResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(stage.status != "failed" for stage in self.stages) and bool(self.stages)
+
+    @property
+    def failed(self) -> list[StageResult]:
+        return [stage for stage in self.stages if stage.status == "failed"]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"build_id": self.build_id, "started": self.started, "ok": self.ok,
+                "stages": [asdict(stage) for stage in self.stages]}
+
+    def junit(self) -> str:
+        suite = ET.Element(
+            "testsuite",
+            name=f"ovapipe nightly {self.build_id}",
+            tests=str(len(self.stages)),
+            failures=str(len(self.failed)),
+            skipped=str(sum(s.status == "skipped" for s in self.stages)),
+            time=f"{sum(s.duration for s in self.stages):.3f}",
+            timestamp=self.started,
+        )
+        for stage in self.stages:
+            case = ET.SubElement(suite, "testcase", classname=f"nightly.{stage.stage}",
+                                 name=stage.name, time=f"{stage.duration:.3f}")
+            if stage.status == "failed":
+                ET.SubElement(case, "failure", message=stage.message).text = stage.message
+            elif stage.status == "skipped":
+                ET.SubElement(case, "skipped", message=stage.message)
+            if stage.artifacts:
+                ET.SubElement(case, "system-out").text = "\n".join(
+                    f"{name}: {value}" for name, value in sorted(stage.artifacts.items()))
+        ET.indent(suite)
+        return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+    def summary(self) -> str:
+        """Failed stages first, then what was built and where."""
+        lines: list[str] = []
+        if self.failed:
+            first = self.failed[0]
+            lines.append(f"NIGHTLY FAILED at {first.name}: {first.message}")
+            lines.extend(f"  also failed: {s.name}: {s.message}" for s in self.failed[1:])
+        else:
+            lines.append(f"NIGHTLY OK  {self.build_id}")
+        for stage in self.stages:
+            lines.append(f"  {stage.status:7} {stage.name:40} {stage.duration:7.1f}s"
+                         + (f"  {stage.message}" if stage.message and stage.status != "failed"
+                            else ""))
+        return "\n".join(lines)
+
+    def write(self, folder: Path) -> None:
+        write_text(folder / "report.json", json.dumps(self.as_dict(), indent=2) + "\n")
+        write_text(folder / "junit.xml", self.junit())
