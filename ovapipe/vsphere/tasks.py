@@ -1,0 +1,32 @@
+"""Waiting for vSphere tasks, with faults turned into VSphereError messages."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ovapipe.errors import VSphereError
+
+
+def fault_message(fault: Any) -> str:
+    """The most specific human text a vSphere fault carries."""
+    text = getattr(fault, "localizedMessage", None) or getattr(fault, "msg", None)
+    for message in getattr(fault, "faultMessage", None) or []:
+        text = text or getattr(message, "message", None)
+    return str(text or type(fault).__name__)
+
+
+def wait_for_task(task: Any, description: str, *, timeout: float = 3600, poll: float = 0.1) -> Any:
+    """Wait for ``task``; return its result or raise VSphereError naming ``description``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = task.info
+        if info.state == "success":
+            return info.result
+        if info.state == "error":
+            raise VSphereError(f"{description}: {fault_message(info.error)}")
+        if time.monotonic() > deadline:
+            raise VSphereError(f"{description}: task {task._moId} still {info.state} "
+                               f"after {timeout:.0f} s")
+        time.sleep(poll)
+        poll = min(poll * 1.5, 2.0)
