@@ -1,0 +1,466 @@
+"""HttpNfcLease transfers: wait until ready, keep alive, complete or abort, stream bytes.
+
+Split like govc's importer: reading the archive and creating the import spec live elsewhere;
+this module only knows leases, their device URLs and how to move bytes to and from them.
+
+    with hold_lease(service, lease, connection, progress) as held:
+        for item in items:
+            held.upload(held.target(item.device_id), ByteRange(ova, offset, size),
+                        create=item.create, expected=Digest("sha256", hexdigest))
+
+Leaving the block completes the lease; any error or Ctrl-C aborts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any, Final
+from urllib.parse import urlsplit
+
+from ovapipe.config import Connection, normalize_thumbprint
+from ovapipe.errors import CheckFailed, VSphereError
+from ovapipe.progress import Progress
+from ovapipe.vsphere.connect import PinnedHTTPSConnection
+
+BLOCK_SIZE: Final = 1 << 20
+DISK_CONTENT_TYPE: Final = "application/x-vnd.vmware-streamVmdk"
+FILE_CONTENT_TYPE: Final = "application/octet-stream"
+SESSION_COOKIE: Final = "vmware_soap_session"
+# Blocks read (and hashed) ahead of the sender; bounds memory to this many MiB per upload.
+READ_AHEAD_BLOCKS: Final = 4
+
+
+class DigestMismatch(CheckFailed):
+    """The bytes read from the OVA do not match its manifest; the upload was not finished."""
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """``size`` bytes of ``path`` from ``offset`` (an OVA member's data, a VMDK file)."""
+
+    path: Path
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Digest:
+    """An expected digest: hashlib algorithm name ('sha256', 'sha1', 'sha512') and hex."""
+
+    algorithm: str
+    hexdigest: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """One device URL of a lease, resolved to a host we can reach and pin."""
+
+    url: str
+    key: str
+    import_key: str
+    target_id: str
+    disk: bool
+    file_size: int | None
+    connection: Connection
+    cookie: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target_id or urlsplit(self.url).path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    size: int
+    sha256: str
+
+
+def session_cookie(service: Any) -> str | None:
+    """``vmware_soap_session=...`` of a logged-in ServiceInstance, for NFC requests."""
+    from http.cookies import SimpleCookie
+
+    raw = getattr(getattr(service, "_stub", None), "cookie", "") or ""
+    morsel = SimpleCookie(raw).get(SESSION_COOKIE) if raw else None
+    return f"{SESSION_COOKIE}={morsel.coded_value}" if morsel else None
+
+
+def resolve_target(device_url: Any, connection: Connection, cookie: str | None) -> Target:
+    """Replace the ``*`` host with the vCenter we talk to; pin other hosts by their thumbprint.
+
+    vCenter hands out ``https://*/nfc/...`` when it proxies the transfer, and an ESXi host's
+    name with that host's certificate thumbprint otherwise; the thumbprint arrived over the
+    pinned SOAP session, so it is as trustworthy as the vCenter pin.
+    """
+    parts = urlsplit(device_url.url)
+    if parts.hostname in (None, "*"):
+        netloc = connection.server if connection.port != 443 else connection.host
+        url = parts._replace(netloc=netloc).geturl()
+        pin = connection
+    else:
+        url = device_url.url
+        thumbprint = device_url.sslThumbprint
+        pin = replace(
+            connection,
+            host=parts.hostname,
+            port=parts.port or 443,
+            thumbprint=normalize_thumbprint(thumbprint) if thumbprint else connection.thumbprint,
+        )
+    size = getattr(device_url, "fileSize", None)
+    return Target(
+        url=url,
+        key=device_url.key or "",
+        import_key=device_url.importKey or "",
+        target_id=device_url.targetId or "",
+        disk=bool(device_url.disk),
+        file_size=int(size) if size else None,
+        connection=pin,
+        cookie=cookie,
+    )
+
+
+def _fault_message(fault: Any) -> str:
+    if fault is None:
+        return "unknown error"
+    message = getattr(fault, "localizedMessage", None) or getattr(fault, "msg", None)
+    inner = getattr(fault, "fault", None)
+    if not message and inner is not None:
+        message = getattr(inner, "msg", None) or type(inner).__name__
+    return str(message or fault or type(fault).__name__)
+
+
+def wait_ready(service: Any, lease: Any, *, timeout: float = 600, poll: float = 0.2) -> Any:
+    """Wait for the lease to leave 'initializing'; return its info or raise VSphereError."""
+    from ovapipe.vsphere.inventory import properties
+
+    deadline = time.monotonic() + timeout
+    while True:
+        props = properties(service, lease, ["state", "error", "info"])
+        state = props.get("state")
+        if state == "ready":
+            return props["info"]
+        if state == "error":
+            raise VSphereError(f"the lease failed: {_fault_message(props.get('error'))}")
+        if state == "done":
+            raise VSphereError("the lease is already done: nothing to transfer")
+        if time.monotonic() > deadline:
+            raise VSphereError(f"the lease was not ready after {timeout:.0f} s (state {state})")
+        time.sleep(poll)
+
+
+class KeepAlive:
+    """Reports progress to the lease well inside its timeout so vCenter does not drop it.
+
+    A failed report (the server aborted or timed the lease out) is kept and raised by
+    ``check``, which the transfer calls between blocks.
+    """
+
+    def __init__(self, lease: Any, progress: Progress, interval: float) -> None:
+        self.lease = lease
+        self.progress = progress
+        self.interval = interval
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lease-keepalive", daemon=True)
+
+    @staticmethod
+    def interval_for(lease_timeout_s: int | None) -> float:
+        """A quarter of the lease timeout, at most 10 s."""
+        return max(0.5, min((lease_timeout_s or 300) / 4, 10.0))
+
+    def percent(self) -> int:
+        total = self.progress.total
+        return min(99, int(100 * self.progress.done / total)) if total else 0
+
+    def report(self) -> None:
+        self.lease.HttpNfcLeaseProgress(percent=self.percent())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.report()
+            except Exception as exc:
+                self.error = exc
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise VSphereError(
+                f"the lease ended on the server side: {_fault_message(self.error)}"
+            ) from None
+
+
+@dataclass
+class HeldLease:
+    """A ready lease being kept alive; transfers go through it so aborts are noticed."""
+
+    lease: Any
+    info: Any
+    targets: list[Target]
+    progress: Progress
+    keepalive: KeepAlive
+
+    def target(self, import_key: str) -> Target:
+        """The device URL whose importKey is an import spec file item's deviceId."""
+        for target in self.targets:
+            if target.import_key == import_key:
+                return target
+        keys = ", ".join(t.import_key for t in self.targets) or "none"
+        raise VSphereError(f"the lease has no device URL for {import_key}; it has: {keys}")
+
+    def upload(
+        self, target: Target, source: ByteRange, *, create: bool, expected: Digest | None
+    ) -> None:
+        upload(
+            target, source, create=create, expected=expected, progress=self.progress,
+            check=self.keepalive.check,
+        )
+
+    def download(self, target: Target, out: IO[bytes]) -> Downloaded:
+        return download(target, out, progress=self.progress, check=self.keepalive.check)
+
+
+def _abort(lease: Any, reason: str) -> None:
+    from pyVmomi import vmodl
+
+    fault = vmodl.MethodFault(msg=reason)
+    with contextlib.suppress(Exception):
+        lease.HttpNfcLeaseAbort(fault=fault)
+
+
+@contextlib.contextmanager
+def hold_lease(
+    service: Any,
+    lease: Any,
+    connection: Connection,
+    progress: Progress,
+    *,
+    ready_timeout: float = 600,
+) -> Iterator[HeldLease]:
+    """Wait for ``lease``, keep it alive, complete it on success, abort it on anything else."""
+    keepalive: KeepAlive | None = None
+    try:
+        info = wait_ready(service, lease, timeout=ready_timeout)
+        cookie = session_cookie(service)
+        targets = [resolve_target(d, connection, cookie) for d in info.deviceUrl or []]
+        keepalive = KeepAlive(lease, progress, KeepAlive.interval_for(info.leaseTimeout))
+        keepalive.start()
+        yield HeldLease(lease, info, targets, progress, keepalive)
+        keepalive.stop()
+        keepalive.check()
+        try:
+            lease.HttpNfcLeaseProgress(percent=100)
+            lease.HttpNfcLeaseComplete()
+        except Exception as exc:
+            raise VSphereError(f"could not complete the lease: {_fault_message(exc)}") from None
+    except BaseException as exc:
+        if keepalive is not None:
+            keepalive.stop()
+        _abort(lease, str(exc) or type(exc).__name__)
+        raise
+
+
+def _request(target: Target, method: str, headers: dict[str, str]) -> PinnedHTTPSConnection:
+    parts = urlsplit(target.url)
+    conn = PinnedHTTPSConnection(
+        parts.hostname or target.connection.host, parts.port or 443, target.connection
+    )
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    if target.cookie:
+        conn.putheader("Cookie", target.cookie)
+    for name, value in headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    return conn
+
+
+class _HashedBlocks:
+    """Reads a byte range in 1 MiB blocks on a thread, hashing each before it is handed on.
+
+    Reading and hashing overlap the TLS send (both release the GIL). Yields
+    ``(block, is_last)``; the digest is final by the time the last block is yielded.
+    """
+
+    def __init__(self, source: ByteRange, algorithm: str) -> None:
+        self.source = source
+        self.hash = hashlib.new(algorithm)
+        self._free: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(READ_AHEAD_BLOCKS):
+            self._free.put(bytearray(BLOCK_SIZE))
+        self._ready: queue.Queue[tuple[bytearray | BaseException | None, int]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="upload-reader", daemon=True)
+
+    def _read(self) -> None:
+        try:
+            with open(self.source.path, "rb", buffering=0) as handle:
+                handle.seek(self.source.offset)
+                left = self.source.size
+                while left > 0:
+                    buffer = self._next_free()
+                    if buffer is None:
+                        return
+                    view = memoryview(buffer)[: min(BLOCK_SIZE, left)]
+                    count = handle.readinto(view)
+                    if not count:
+                        raise OSError(
+                            f"{self.source.path}: file ends {left} bytes before the member does"
+                        )
+                    self.hash.update(view[:count])
+                    left -= count
+                    self._ready.put((buffer, count))
+            self._ready.put((None, 0))
+        except BaseException as exc:
+            self._ready.put((exc, 0))
+
+    def _next_free(self) -> bytearray | None:
+        while not self._stop.is_set():
+            try:
+                return self._free.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
+
+    def __iter__(self) -> Iterator[memoryview]:
+        self._thread.start()
+        while True:
+            item, count = self._ready.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield memoryview(item)[:count]
+            self._free.put(item)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+def upload(
+    target: Target,
+    source: ByteRange,
+    *,
+    create: bool,
+    progress: Progress,
+    expected: Digest | None = None,
+    check: Callable[[], None] = lambda: None,
+) -> None:
+    """Stream ``source`` to ``target``: disks by POST as streamVmdk, ``create`` items by PUT.
+
+    The bytes are hashed as they are read; on a digest mismatch the last block is never sent,
+    so the server never holds a complete file.
+    """
+    method = "PUT" if create else "POST"
+    content_type = DISK_CONTENT_TYPE if target.disk else FILE_CONTENT_TYPE
+    blocks = _HashedBlocks(source, expected.algorithm if expected else "sha256")
+    sent = 0
+    conn: PinnedHTTPSConnection | None = None
+
+    def verify() -> None:
+        seen = blocks.hash.hexdigest()
+        if expected is not None and seen != expected.hexdigest.lower():
+            raise DigestMismatch(
+                f"{target.name}: {expected.algorithm} of the bytes read is {seen}, "
+                f"the manifest says {expected.hexdigest}; the OVA is corrupt "
+                "(upload stopped before the last block)"
+            )
+
+    try:
+        conn = _request(
+            target,
+            method,
+            {"Content-Type": content_type, "Content-Length": str(source.size)},
+        )
+        if source.size == 0:
+            verify()
+        for block in blocks:
+            check()
+            if sent + len(block) >= source.size:
+                verify()
+            conn.send(block)
+            sent += len(block)
+            progress.advance(len(block))
+        response = conn.getresponse()
+        body = response.read(4096)
+        if not 200 <= response.status < 300:
+            text = body.decode("utf-8", "replace").strip()
+            raise VSphereError(
+                f"upload of {target.name} refused: HTTP {response.status} {response.reason}"
+                + (f": {text[:200]}" if text else "")
+            )
+    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        raise VSphereError(
+            f"upload of {target.name} failed after {sent} of {source.size} bytes: "
+            f"{exc or type(exc).__name__}"
+        ) from None
+    finally:
+        blocks.close()
+        if conn is not None:
+            conn.close()
+
+
+def download(
+    target: Target,
+    out: IO[bytes],
+    *,
+    progress: Progress,
+    check: Callable[[], None] = lambda: None,
+) -> Downloaded:
+    """Stream a lease's device URL (ExportVm) into ``out``; returns its size and sha256."""
+    digest = hashlib.sha256()
+    received = 0
+    conn: PinnedHTTPSConnection | None = None
+    buffer = bytearray(BLOCK_SIZE)
+    view = memoryview(buffer)
+    try:
+        conn = _request(target, "GET", {})
+        response = conn.getresponse()
+        if response.status != 200:
+            text = response.read(4096).decode("utf-8", "replace").strip()
+            raise VSphereError(
+                f"download of {target.name} refused: HTTP {response.status} {response.reason}"
+                + (f": {text[:200]}" if text else "")
+            )
+        length = response.getheader("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        while True:
+            check()
+            count = response.readinto(view)
+            if not count:
+                break
+            digest.update(view[:count])
+            out.write(view[:count])
+            received += count
+            progress.advance(count)
+        if expected is not None and received != expected:
+            raise VSphereError(
+                f"download of {target.name} ended after {received} of {expected} bytes"
+            )
+    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        raise VSphereError(
+            f"download of {target.name} failed after {received} bytes: "
+            f"{exc or type(exc).__name__}"
+        ) from None
+    finally:
+        if conn is not None:
+            conn.close()
+    return Downloaded(received, digest.hexdigest())
