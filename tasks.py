@@ -122,7 +122,10 @@ def gpus(c: Context, datacenter, cluster=None, insecure=False, json=False):
 @task(name="pci-id", help={"value": "10DE:1EB8, '0x10de 0x1eb8' or a name such as 'Tesla T4'"})
 def pci_id(c: Context, value):
     """Convert a PCI vendor:device (hex or name) to CAPV's decimal pciDevices entry."""
-    raise not_implemented("pci-id")
+    with exits():
+        from ovapipe.capv import describe_pci_id
+
+        print(describe_pci_id(value))
 
 
 @task(
