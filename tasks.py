@@ -33,7 +33,14 @@ LAYER_HELP = {
 def vars(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, out="output",
          format="packer"):
     """Merge and check Packer variables; write packer-vars.json."""
-    raise not_implemented("vars")
+    from pathlib import Path
+
+    from ovapipe.varfiles import describe_resolved, resolve, write_vars
+
+    with exits():
+        resolved = resolve(profile, var_file or [], set_ or [])
+        path = write_vars(resolved, Path(out), format)
+    print(describe_resolved(resolved, path))
 
 
 @task(
