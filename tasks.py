@@ -152,7 +152,20 @@ def pci_id(c: Context, value):
 def cluster_template(c: Context, in_=None, out=None, publish_record=None, template=None, gpu=None,
                      machine="worker", hardware_version="vmx-17", mmio_gb=None):
     """Write or patch CAPV VSphereMachineTemplates with the template and GPUs."""
-    raise not_implemented("cluster-template")
+    with exits():
+        import sys
+        from pathlib import Path
+
+        from ovapipe.clustertemplate import ClusterTemplateRequest, run
+
+        result = run(ClusterTemplateRequest(
+            in_path=Path(in_) if in_ else None, out_path=Path(out) if out else None,
+            publish_record=Path(publish_record) if publish_record else None, template=template,
+            gpus=gpu or [], machine=machine, hardware_version=hardware_version, mmio_gb=mmio_gb,
+        ))
+        print("\n".join(result.messages()), file=sys.stderr)
+        if out is None:
+            print(result.text, end="")
 
 
 @task(
