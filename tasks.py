@@ -213,7 +213,14 @@ def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_defaul
 )
 def test_disk(c: Context, kind="efi", out="output/test-efi.vmdk", size_mb=64):
     """Build a small real disk (EFI or BIOS layout) as a streamOptimized VMDK."""
-    raise not_implemented("test-disk")
+    from pathlib import Path
+
+    from ovapipe.testdisk import make_test_disk
+
+    with exits():
+        disk = make_test_disk(kind, Path(out), int(size_mb))
+    print(f"{disk}: {kind} test disk, {size_mb} MiB, streamOptimized VMDK "
+          f"({disk.stat().st_size} bytes)")
 
 
 @task

@@ -1,0 +1,98 @@
+"""What an image is: build facts (written into the OVF ProductSection) and hardware sizes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from ovapipe import __version__
+from ovapipe.errors import ConfigError
+from ovapipe.hardware import FIRMWARE_EFI, FIRMWARES, GPU_MIN_VMX
+
+UBUNTU_64_OS_TYPE: Final = "ubuntu64Guest"
+UBUNTU_64_CIM_ID: Final = 94  # CIM_OperatingSystem "Ubuntu 64-Bit"
+
+
+@dataclass(frozen=True)
+class HardwareSizes:
+    """The VM an OVA describes: vCPUs, memory, guest OS type and the NIC's network name."""
+
+    cpus: int = 2
+    memory_mb: int = 4096
+    network: str = "nic0"
+    os_type: str = UBUNTU_64_OS_TYPE
+    os_cim_id: int = UBUNTU_64_CIM_ID
+
+    def check(self) -> None:
+        if self.cpus < 1 or self.memory_mb < 4:
+            raise ConfigError(f"hardware: {self.cpus} CPUs / {self.memory_mb} MB is not a VM")
+        if not self.network:
+            raise ConfigError("hardware: the NIC needs a network name")
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """Facts about one image build, as the build part knows them."""
+
+    distro_name: str  # e.g. "ubuntu"
+    distro_version: str  # e.g. "20.04"
+    kubernetes_version: str  # e.g. "v1.27.3"
+    image_version: str  # e.g. "ubuntu-2004-efi-kube-v1.27.3-20261128"
+    build_timestamp: int  # seconds since the epoch (UTC); also every tar member's mtime
+    vmx: int = GPU_MIN_VMX
+    firmware: str = FIRMWARE_EFI
+    secure_boot: bool = False
+    git_commit: str = "unknown"
+    ovapipe_version: str = __version__
+
+    @property
+    def build_date(self) -> str:
+        moment = dt.datetime.fromtimestamp(self.build_timestamp, tz=dt.UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def check(self) -> None:
+        if self.firmware not in FIRMWARES:
+            raise ConfigError(
+                f"firmware {self.firmware!r}: expected one of {', '.join(FIRMWARES)}"
+            )
+        if not 1 <= self.vmx <= 99:
+            raise ConfigError(f"hardware version {self.vmx} is out of range")
+        if self.build_timestamp < 0:
+            raise ConfigError(f"build timestamp {self.build_timestamp} is before 1970")
+
+    def properties(self) -> tuple[tuple[str, str], ...]:
+        """ProductSection properties, named like image-builder's where it has one."""
+        return (
+            ("DISTRO_NAME", self.distro_name),
+            ("DISTRO_VERSION", self.distro_version),
+            ("KUBERNETES_SEMVER", self.kubernetes_version),
+            ("IMAGE_VERSION", self.image_version),
+            ("BUILD_DATE", self.build_date),
+            ("BUILD_TIMESTAMP", str(self.build_timestamp)),
+            ("VMX_VERSION", f"vmx-{self.vmx}"),
+            ("FIRMWARE", self.firmware),
+            ("SECURE_BOOT", "true" if self.secure_boot else "false"),
+            ("OVAPIPE_VERSION", self.ovapipe_version),
+            ("OVAPIPE_COMMIT", self.git_commit),
+        )
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, str]) -> BuildFacts | None:
+        """Read facts back from a descriptor's ProductSection (None if it has none of ours)."""
+        try:
+            return cls(
+                distro_name=properties["DISTRO_NAME"],
+                distro_version=properties["DISTRO_VERSION"],
+                kubernetes_version=properties["KUBERNETES_SEMVER"],
+                image_version=properties["IMAGE_VERSION"],
+                build_timestamp=int(properties["BUILD_TIMESTAMP"]),
+                vmx=int(properties.get("VMX_VERSION", f"vmx-{GPU_MIN_VMX}").removeprefix("vmx-")),
+                firmware=properties.get("FIRMWARE", FIRMWARE_EFI),
+                secure_boot=properties.get("SECURE_BOOT") == "true",
+                git_commit=properties.get("OVAPIPE_COMMIT", "unknown"),
+                ovapipe_version=properties.get("OVAPIPE_VERSION", "unknown"),
+            )
+        except (KeyError, ValueError):
+            return None

@@ -1,0 +1,174 @@
+"""Small real boot disks for tests: EFI (GPT + ESP/FAT32 + BOOTX64.EFI + root) or BIOS (MBR).
+
+Everything is built in an ordinary file with sgdisk, mkfs.vfat/mtools and mke2fs (no root, no
+loop devices), then converted to a VMDK with ``qemu-img convert``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Final, Literal, cast
+
+from ovapipe.errors import BuildError, ConfigError
+
+DiskKind = Literal["efi", "bios"]
+DISK_KINDS: Final = ("efi", "bios")
+Subformat = Literal["streamOptimized", "monolithicSparse"]
+
+MIB: Final = 1024 * 1024
+SECTOR: Final = 512
+PARTITION_START_MIB: Final = 1
+# FAT32 needs at least 65525 clusters; 40 MiB with 512-byte clusters has about 80000.
+ESP_MIB: Final = 40
+MIN_ROOT_MIB: Final = 4
+MIN_SIZE_MIB: Final = PARTITION_START_MIB + ESP_MIB + MIN_ROOT_MIB + 1
+GPT_ESP_TYPE: Final = "EF00"
+GPT_LINUX_TYPE: Final = "8300"
+MBR_LINUX_TYPE: Final = 0x83
+
+# Debian's grub-efi-amd64-bin: a standalone x86-64 EFI GRUB image.
+EFI_LOADER_CANDIDATES: Final = (
+    Path("/usr/lib/grub/x86_64-efi/monolithic/grubx64.efi"),
+    Path("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"),
+)
+FALLBACK_LOADER: Final = "::/EFI/BOOT/BOOTX64.EFI"
+
+# Fixed GUIDs and volume ids so that one kind and size always gives the same partition table.
+DISK_GUID: Final = "6f766170-0000-4000-8000-000000000001"
+ESP_GUID: Final = "6f766170-0000-4000-8000-000000000002"
+ROOT_GUID: Final = "6f766170-0000-4000-8000-000000000003"
+ROOT_FS_UUID: Final = "6f766170-0000-4000-8000-000000000004"
+OS_RELEASE: Final = 'NAME="ovapipe test disk"\nID=ovapipe-test\n'
+
+
+def efi_loader_source() -> Path:
+    for candidate in EFI_LOADER_CANDIDATES:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        "no x86-64 EFI loader found (expected "
+        f"{EFI_LOADER_CANDIDATES[0]}): install the Debian package grub-efi-amd64-bin"
+    )
+
+
+def _run(args: list[str]) -> None:
+    if shutil.which(args[0]) is None:
+        raise ConfigError(f"`{args[0]}` not found: install it (see scripts/setup)")
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()
+        raise BuildError(f"`{' '.join(args)}` failed (exit {result.returncode}): {detail}")
+
+
+def _write_mbr(raw: Path, start_sector: int, sector_count: int) -> None:
+    """A BIOS disk's MBR: one active Linux partition, boot signature 0x55AA."""
+    entry = struct.pack(
+        "<B3sB3sII", 0x80, b"\xfe\xff\xff", MBR_LINUX_TYPE, b"\xfe\xff\xff",
+        start_sector, sector_count,
+    )
+    with raw.open("r+b") as handle:
+        handle.seek(440)
+        handle.write(struct.pack("<I", 0x6F766170) + b"\x00\x00")  # disk signature
+        handle.write(entry + b"\x00" * 48 + b"\x55\xaa")
+
+
+def _fill_random(raw: Path, offset: int, length: int) -> None:
+    with raw.open("r+b") as handle:
+        handle.seek(offset)
+        remaining = length
+        while remaining:
+            block = os.urandom(min(remaining, 4 * MIB))
+            handle.write(block)
+            remaining -= len(block)
+
+
+def _root_filesystem(raw: Path, offset: int, length: int, work: Path) -> None:
+    tree = work / "root"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "os-release").write_text(OS_RELEASE)
+    blocks = length // 4096
+    _run([
+        "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", "cloudimg-rootfs",
+        "-U", ROOT_FS_UUID, "-E", f"offset={offset},root_owner=0:0", "-d", str(tree),
+        str(raw), str(blocks),
+    ])
+
+
+def _build_raw(kind: DiskKind, raw: Path, size_mb: int, work: Path, fill_random: bool) -> None:
+    with raw.open("wb") as handle:
+        handle.truncate(size_mb * MIB)
+    start = PARTITION_START_MIB * MIB
+    # Leave the last MiB free: GPT keeps its backup table there.
+    end = (size_mb - 1) * MIB
+    if kind == "efi":
+        esp_end = start + ESP_MIB * MIB
+        _run([
+            "sgdisk", "--clear", f"--disk-guid={DISK_GUID}",
+            f"--new=1:{start // SECTOR}:{esp_end // SECTOR - 1}", f"--typecode=1:{GPT_ESP_TYPE}",
+            "--change-name=1:EFI System Partition", f"--partition-guid=1:{ESP_GUID}",
+            f"--new=2:{esp_end // SECTOR}:{end // SECTOR - 1}", f"--typecode=2:{GPT_LINUX_TYPE}",
+            "--change-name=2:root", f"--partition-guid=2:{ROOT_GUID}",
+            str(raw),
+        ])
+        _run([
+            "mkfs.vfat", "-F", "32", "-S", str(SECTOR), "-s", "1", "-n", "ESP",
+            "-i", "6F766170", "--invariant", f"--offset={start // SECTOR}",
+            str(raw), str(ESP_MIB * MIB // 1024),
+        ])
+        image = f"{raw}@@{start}"
+        _run(["mmd", "-i", image, "::/EFI", "::/EFI/BOOT"])
+        _run(["mcopy", "-i", image, str(efi_loader_source()), FALLBACK_LOADER])
+        root_start = esp_end
+    else:
+        _write_mbr(raw, start // SECTOR, (end - start) // SECTOR)
+        root_start = start
+    if fill_random:
+        _fill_random(raw, root_start, end - root_start)
+    else:
+        _root_filesystem(raw, root_start, end - root_start, work)
+
+
+def convert_to_vmdk(raw: Path, out: Path, subformat: Subformat = "streamOptimized") -> Path:
+    """qemu-img convert a raw image to a VMDK at a temporary name beside ``out``, then rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The VMDK names its own extent file: keep the final name inside a temporary folder.
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as temp:
+        temp_vmdk = Path(temp) / out.name
+        _run([
+            "qemu-img", "convert", "-f", "raw", "-O", "vmdk",
+            "-o", f"subformat={subformat},adapter_type=lsilogic", str(raw), str(temp_vmdk),
+        ])
+        os.replace(temp_vmdk, out)
+    return out
+
+
+def make_test_disk(
+    kind: str,
+    out: Path,
+    size_mb: int = 64,
+    *,
+    subformat: Subformat = "streamOptimized",
+    fill_random: bool = False,
+) -> Path:
+    """Build a real EFI or BIOS disk and write it to ``out`` as a VMDK.
+
+    ``efi``: GPT, an EFI System Partition (FAT32) holding ``\\EFI\\BOOT\\BOOTX64.EFI`` from
+    grub-efi-amd64-bin, and a Linux root partition (ext4). ``bios``: MBR with one active Linux
+    partition and no ESP. ``fill_random`` fills the root partition with random bytes instead
+    of a file system (benchmarks need disks that do not compress away).
+    """
+    if kind not in DISK_KINDS:
+        raise ConfigError(f"test disk kind {kind!r}: expected one of {', '.join(DISK_KINDS)}")
+    if size_mb < MIN_SIZE_MIB:
+        raise ConfigError(f"test disk size {size_mb} MiB: at least {MIN_SIZE_MIB} MiB needed")
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="ovapipe-disk-") as temp:
+        work = Path(temp)
+        raw = work / "disk.raw"
+        _build_raw(cast(DiskKind, kind), raw, size_mb, work, fill_random)
+        return convert_to_vmdk(raw, out, subformat)

@@ -1,0 +1,101 @@
+"""Test disks have the real layout: checked with sgdisk/mdir on the raw image and with dissect."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from dissect.fat.fat import FATFS
+from dissect.hypervisor.disk.vmdk import VMDK
+from dissect.volume.disk import Disk
+
+from ovapipe.errors import ConfigError
+from ovapipe.ova.vmdk import read_vmdk_header
+from ovapipe.testdisk import ESP_MIB, make_test_disk
+
+ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+LINUX_TYPE = "0fc63daf-8483-4772-8e79-3d69d8477de4"
+
+
+def _raw(vmdk: Path, tmp_path: Path) -> Path:
+    raw = tmp_path / f"{vmdk.stem}.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(vmdk), str(raw)], check=True)
+    return raw
+
+
+def test_efi_disk_is_stream_optimized(efi_vmdk: Path) -> None:
+    with efi_vmdk.open("rb") as handle:
+        header = read_vmdk_header(handle)
+    assert header.stream_optimized, header.why_not_stream_optimized()
+    assert header.capacity_bytes == 64 * 1024 * 1024
+    info = subprocess.run(["qemu-img", "info", str(efi_vmdk)], capture_output=True, text=True)
+    assert "create type: streamOptimized" in info.stdout
+
+
+def test_efi_disk_has_gpt_esp_and_root(efi_vmdk: Path, tmp_path: Path) -> None:
+    raw = _raw(efi_vmdk, tmp_path)
+    table = subprocess.run(["sgdisk", "-p", str(raw)], capture_output=True, text=True, check=True)
+    lines = [line.split() for line in table.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [(line[0], line[5]) for line in lines] == [("1", "EF00"), ("2", "8300")]
+    esp_start = int(lines[0][1]) * 512
+    listing = subprocess.run(
+        ["mdir", "-i", f"{raw}@@{esp_start}", "-b", "::/EFI/BOOT"],
+        capture_output=True, text=True, check=True,
+    )
+    assert "::/EFI/BOOT/BOOTX64.EFI" in listing.stdout
+
+
+def test_efi_disk_through_dissect(efi_vmdk: Path) -> None:
+    with efi_vmdk.open("rb") as handle:
+        disk = Disk(VMDK(handle))
+        assert type(disk.scheme).__name__ == "GPT"
+        types = [str(p.type) for p in disk.partitions]
+        assert types == [ESP_TYPE, LINUX_TYPE]
+        assert disk.partitions[0].size >= (ESP_MIB - 1) * 1024 * 1024
+        fs = FATFS(disk.partitions[0].open())
+        assert fs.type.name == "FAT32"
+        loader = fs.get("EFI/BOOT/BOOTX64.EFI").open().read(64)
+        assert loader[:2] == b"MZ"
+
+
+def test_bios_disk_is_mbr_without_esp(bios_vmdk: Path, tmp_path: Path) -> None:
+    with bios_vmdk.open("rb") as handle:
+        assert read_vmdk_header(handle).stream_optimized
+        handle.seek(0)
+        disk = Disk(VMDK(handle))
+        assert type(disk.scheme).__name__ == "MBR"
+        assert [p.type for p in disk.partitions] == [0x83]
+    raw = _raw(bios_vmdk, tmp_path)
+    table = subprocess.run(["sgdisk", "-p", str(raw)], capture_output=True, text=True)
+    assert "MBR: MBR only" in table.stdout or "Found invalid GPT" in table.stdout
+
+
+def test_monolithic_sparse_variant(tmp_path: Path) -> None:
+    disk = make_test_disk("efi", tmp_path / "sparse.vmdk", subformat="monolithicSparse")
+    with disk.open("rb") as handle:
+        header = read_vmdk_header(handle)
+    assert header.create_type == "monolithicSparse"
+    assert not header.stream_optimized
+
+
+@pytest.mark.parametrize(("kind", "size"), [("ntfs", 64), ("efi", 8)])
+def test_bad_arguments_are_config_errors(tmp_path: Path, kind: str, size: int) -> None:
+    with pytest.raises(ConfigError):
+        make_test_disk(kind, tmp_path / "x.vmdk", size)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invoke_test_disk(tmp_path: Path) -> None:
+    out = tmp_path / "bios.vmdk"
+    result = subprocess.run(
+        [".venv/bin/invoke", "test-disk", "--kind", "bios", "--out", str(out)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and str(out) in result.stdout
+    bad = subprocess.run(
+        [".venv/bin/invoke", "test-disk", "--kind", "floppy", "--out", str(out)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
