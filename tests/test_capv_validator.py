@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ovapipe.validators.capv import crd_text, schemas, validate_machine_template
 
 from ovapipe.paths import REPO_ROOT
-from ovapipe.validators.capv import crd_text, schemas, validate_machine_template
 
 SHARED_CRD = REPO_ROOT.parent / "shared" / "capv" / (
     "infrastructure.cluster.x-k8s.io_vspheremachinetemplates.yaml"

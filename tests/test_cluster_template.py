@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ovapipe.validators.capv import validate_machine_template
 from ruamel.yaml import YAML
 
 from ovapipe.clustertemplate import (
@@ -22,7 +23,6 @@ from ovapipe.clustertemplate import (
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.paths import REPO_ROOT
 from ovapipe.pci import PciId
-from ovapipe.validators.capv import validate_machine_template
 
 CLUSTER_TEMPLATE = REPO_ROOT / "tests" / "data" / "capv" / "cluster-template.yaml"
 WORKER = "${CLUSTER_NAME}-worker"
@@ -239,7 +239,7 @@ def test_missing_or_bad_input_file(tmp_path: Path) -> None:
 
 def test_invalid_result_is_not_written(tmp_path: Path) -> None:
     out = tmp_path / "cluster.yaml"
-    with pytest.raises(CheckFailed, match="capv.gpu-vmx") as info:
+    with pytest.raises(CheckFailed, match=r"capv\.gpu-vmx") as info:
         run(ClusterTemplateRequest(
             in_path=CLUSTER_TEMPLATE, out_path=out, gpus=["10de:1eb8"], hardware_version="vmx-15",
         ))
