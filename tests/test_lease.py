@@ -32,7 +32,7 @@ from ovapipe.vsphere.lease import (
     hold_lease,
     resolve_target,
     session_cookie,
-    upload,
+    upload_range,
 )
 
 Member = tuple[ByteRange, bytes]
@@ -176,7 +176,7 @@ def test_disk_upload_streams_the_member_by_post(nfc: NfcServer, member: Member) 
     source, payload = member
     target = resolve_target(device_url(), nfc.connection, "vmware_soap_session=abc")
     progress = quiet(source.size)
-    upload(target, source, create=False, progress=progress,
+    upload_range(target, source, create=False, progress=progress,
            expected=Digest("sha256", hashlib.sha256(payload).hexdigest()))
     [got] = nfc.received
     assert got.method == "POST" and got.path == "/nfc/52a1/disk-0.vmdk"
@@ -191,7 +191,7 @@ def test_create_items_are_put(nfc: NfcServer, tmp_path: Path) -> None:
     path = tmp_path / "nvram"
     path.write_bytes(b"nvram" * 100)
     target = resolve_target(device_url(disk=False), nfc.connection, None)
-    upload(target, ByteRange(path, 0, 500), create=True, progress=quiet(500),
+    upload_range(target, ByteRange(path, 0, 500), create=True, progress=quiet(500),
            expected=Digest("sha1", hashlib.sha1(b"nvram" * 100).hexdigest()))
     [got] = nfc.received
     assert got.method == "PUT" and got.complete
@@ -204,7 +204,7 @@ def test_digest_mismatch_stops_before_the_last_block(
     source, _ = member
     target = resolve_target(device_url(), nfc.connection, None)
     with pytest.raises(DigestMismatch, match=r"disk-0.vmdk: sha256 .* manifest says 00"):
-        upload(target, source, create=False, progress=quiet(source.size),
+        upload_range(target, source, create=False, progress=quiet(source.size),
                expected=Digest("sha256", "00" * 32))
     assert all(not got.complete for got in nfc.received)
 
@@ -214,7 +214,7 @@ def test_dropped_connection_is_a_clear_error(nfc: NfcServer, member: Member) -> 
     nfc.drop_after = BLOCK_SIZE
     target = resolve_target(device_url(), nfc.connection, None)
     with pytest.raises(VSphereError, match=r"upload of disk-0.vmdk failed after \d+ of \d+ bytes"):
-        upload(target, source, create=False, progress=quiet(source.size))
+        upload_range(target, source, create=False, progress=quiet(source.size))
 
 
 def test_server_refusal_names_the_status(nfc: NfcServer, member: Member) -> None:
@@ -222,14 +222,14 @@ def test_server_refusal_names_the_status(nfc: NfcServer, member: Member) -> None
     nfc.status = 500
     target = resolve_target(device_url(), nfc.connection, None)
     with pytest.raises(VSphereError, match="refused: HTTP 500"):
-        upload(target, source, create=False, progress=quiet(source.size))
+        upload_range(target, source, create=False, progress=quiet(source.size))
 
 
 def test_wrong_pin_sends_nothing(nfc: NfcServer, member: Member) -> None:
     source, _ = member
     wrong = Connection("127.0.0.1", nfc.port, "u", "p", "AB:" * 19 + "AB")
     with pytest.raises(VSphereError, match="does not match"):
-        upload(resolve_target(device_url(), wrong, None), source, create=False,
+        upload_range(resolve_target(device_url(), wrong, None), source, create=False,
                progress=quiet(source.size))
     assert nfc.received == []
 
@@ -243,7 +243,7 @@ def test_ctrl_c_from_progress_propagates(nfc: NfcServer, member: Member) -> None
 
     target = resolve_target(device_url(), nfc.connection, None)
     with pytest.raises(KeyboardInterrupt):
-        upload(target, source, create=False,
+        upload_range(target, source, create=False,
                progress=Interrupting("t", source.size, io.StringIO(), tty=False))
     assert not any(t.name == "upload-reader" for t in threading.enumerate())
 

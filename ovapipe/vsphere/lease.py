@@ -4,9 +4,8 @@ Split like govc's importer: reading the archive and creating the import spec liv
 this module only knows leases, their device URLs and how to move bytes to and from them.
 
     with hold_lease(service, lease, connection, progress) as held:
-        for item in items:
-            held.upload(held.target(item.device_id), ByteRange(ova, offset, size),
-                        create=item.create, expected=Digest("sha256", hexdigest))
+        for item in file_items:
+            held.upload(held.target(item.deviceId), stream_for(item), create=item.create)
 
 Leaving the block completes the lease; any error or Ctrl-C aborts it.
 """
@@ -23,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from ovapipe.config import Connection, normalize_thumbprint
@@ -224,16 +223,14 @@ class HeldLease:
         keys = ", ".join(t.import_key for t in self.targets) or "none"
         raise VSphereError(f"the lease has no device URL for {import_key}; it has: {keys}")
 
-    def upload(
-        self, target: Target, source: ByteRange, *, create: bool, expected: Digest | None
-    ) -> None:
-        upload(
-            target, source, create=create, expected=expected, progress=self.progress,
-            check=self.keepalive.check,
-        )
+    def upload(self, target: Target, stream: BlockStream, *, create: bool) -> None:
+        upload(target, stream, create=create, progress=self.progress, check=self.check)
+
+    def check(self) -> None:
+        self.keepalive.check()
 
     def download(self, target: Target, out: IO[bytes]) -> Downloaded:
-        return download(target, out, progress=self.progress, check=self.keepalive.check)
+        return download(target, out, progress=self.progress, check=self.check)
 
 
 def _abort(lease: Any, reason: str) -> None:
@@ -276,6 +273,16 @@ def hold_lease(
         raise
 
 
+def _describe(exc: BaseException) -> str:
+    """A one-line reason for a transfer error (the server closed, reset, refused...)."""
+    if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
+        return "the server closed the connection"
+    if isinstance(exc, http.client.BadStatusLine | ssl.SSLEOFError):
+        return f"the server closed the connection ({type(exc).__name__})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 def _request(target: Target, method: str, headers: dict[str, str]) -> PinnedHTTPSConnection:
     parts = urlsplit(target.url)
     conn = PinnedHTTPSConnection(
@@ -291,16 +298,35 @@ def _request(target: Target, method: str, headers: dict[str, str]) -> PinnedHTTP
     return conn
 
 
-class _HashedBlocks:
-    """Reads a byte range in 1 MiB blocks on a thread, hashing each before it is handed on.
+class BlockStream(Protocol):
+    """What an upload sends: ``size`` bytes as blocks, hashed before each block is handed on.
 
-    Reading and hashing overlap the TLS send (both release the GIL). Yields
-    ``(block, is_last)``; the digest is final by the time the last block is yielded.
+    ``verify`` raises DigestMismatch when the bytes read so far do not match the expected
+    digest; the uploader calls it before sending the last block.
     """
 
-    def __init__(self, source: ByteRange, algorithm: str) -> None:
+    name: str
+    size: int
+
+    def __iter__(self) -> Iterator[memoryview]: ...
+
+    def verify(self) -> None: ...
+
+
+class RangeStream:
+    """A byte range of a file read in 1 MiB blocks on a thread, hashing each block.
+
+    Reading and hashing overlap the TLS send (both release the GIL).
+    """
+
+    def __init__(
+        self, source: ByteRange, expected: Digest | None = None, name: str | None = None
+    ) -> None:
+        self.name = name or source.path.name
+        self.size = source.size
         self.source = source
-        self.hash = hashlib.new(algorithm)
+        self.expected = expected
+        self.hash = hashlib.new(expected.algorithm if expected else "sha256")
         self._free: queue.Queue[bytearray] = queue.Queue()
         for _ in range(READ_AHEAD_BLOCKS):
             self._free.put(bytearray(BLOCK_SIZE))
@@ -321,7 +347,7 @@ class _HashedBlocks:
                     count = handle.readinto(view)
                     if not count:
                         raise OSError(
-                            f"{self.source.path}: file ends {left} bytes before the member does"
+                            f"{self.source.path}: file ends {left} bytes before the range does"
                         )
                     self.hash.update(view[:count])
                     left -= count
@@ -340,14 +366,28 @@ class _HashedBlocks:
 
     def __iter__(self) -> Iterator[memoryview]:
         self._thread.start()
-        while True:
-            item, count = self._ready.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield memoryview(item)[:count]
-            self._free.put(item)
+        try:
+            while True:
+                item, count = self._ready.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield memoryview(item)[:count]
+                self._free.put(item)
+        finally:
+            self.close()
+
+    def verify(self) -> None:
+        if self.expected is None:
+            return
+        seen = self.hash.hexdigest()
+        if seen != self.expected.hexdigest.lower():
+            raise DigestMismatch(
+                f"{self.name}: {self.expected.algorithm} of the bytes read is {seen}, "
+                f"the manifest says {self.expected.hexdigest}; the file is corrupt "
+                "(upload stopped before the last block)"
+            )
 
     def close(self) -> None:
         self._stop.set()
@@ -357,6 +397,58 @@ class _HashedBlocks:
 
 def upload(
     target: Target,
+    stream: BlockStream,
+    *,
+    create: bool,
+    progress: Progress,
+    check: Callable[[], None] = lambda: None,
+) -> None:
+    """Send ``stream`` to ``target``: disks by POST as streamVmdk, ``create`` items by PUT.
+
+    The stream is verified before its last block goes out: on a digest mismatch the server
+    never holds a complete file and the lease is aborted by the caller.
+    """
+    method = "PUT" if create else "POST"
+    content_type = DISK_CONTENT_TYPE if target.disk else FILE_CONTENT_TYPE
+    sent = 0
+    conn: PinnedHTTPSConnection | None = None
+    try:
+        conn = _request(
+            target,
+            method,
+            {"Content-Type": content_type, "Content-Length": str(stream.size)},
+        )
+        if stream.size == 0:
+            stream.verify()
+        for block in stream:
+            check()
+            if sent + len(block) >= stream.size:
+                stream.verify()
+            conn.send(block)
+            sent += len(block)
+            progress.advance(len(block))
+        if sent != stream.size:
+            raise VSphereError(f"{stream.name}: read {sent} of {stream.size} bytes")
+        response = conn.getresponse()
+        body = response.read(4096)
+        if not 200 <= response.status < 300:
+            text = body.decode("utf-8", "replace").strip()
+            raise VSphereError(
+                f"upload of {stream.name} refused: HTTP {response.status} {response.reason}"
+                + (f": {text[:200]}" if text else "")
+            )
+    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        raise VSphereError(
+            f"upload of {stream.name} failed after {sent} of {stream.size} bytes: "
+            f"{_describe(exc)}"
+        ) from None
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def upload_range(
+    target: Target,
     source: ByteRange,
     *,
     create: bool,
@@ -364,58 +456,12 @@ def upload(
     expected: Digest | None = None,
     check: Callable[[], None] = lambda: None,
 ) -> None:
-    """Stream ``source`` to ``target``: disks by POST as streamVmdk, ``create`` items by PUT.
-
-    The bytes are hashed as they are read; on a digest mismatch the last block is never sent,
-    so the server never holds a complete file.
-    """
-    method = "PUT" if create else "POST"
-    content_type = DISK_CONTENT_TYPE if target.disk else FILE_CONTENT_TYPE
-    blocks = _HashedBlocks(source, expected.algorithm if expected else "sha256")
-    sent = 0
-    conn: PinnedHTTPSConnection | None = None
-
-    def verify() -> None:
-        seen = blocks.hash.hexdigest()
-        if expected is not None and seen != expected.hexdigest.lower():
-            raise DigestMismatch(
-                f"{target.name}: {expected.algorithm} of the bytes read is {seen}, "
-                f"the manifest says {expected.hexdigest}; the OVA is corrupt "
-                "(upload stopped before the last block)"
-            )
-
+    """``upload`` of a byte range of a file (a VMDK, or a member at a known offset)."""
+    stream = RangeStream(source, expected, name=target.name)
     try:
-        conn = _request(
-            target,
-            method,
-            {"Content-Type": content_type, "Content-Length": str(source.size)},
-        )
-        if source.size == 0:
-            verify()
-        for block in blocks:
-            check()
-            if sent + len(block) >= source.size:
-                verify()
-            conn.send(block)
-            sent += len(block)
-            progress.advance(len(block))
-        response = conn.getresponse()
-        body = response.read(4096)
-        if not 200 <= response.status < 300:
-            text = body.decode("utf-8", "replace").strip()
-            raise VSphereError(
-                f"upload of {target.name} refused: HTTP {response.status} {response.reason}"
-                + (f": {text[:200]}" if text else "")
-            )
-    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-        raise VSphereError(
-            f"upload of {target.name} failed after {sent} of {source.size} bytes: "
-            f"{exc or type(exc).__name__}"
-        ) from None
+        upload(target, stream, create=create, progress=progress, check=check)
     finally:
-        blocks.close()
-        if conn is not None:
-            conn.close()
+        stream.close()
 
 
 def download(
@@ -457,8 +503,7 @@ def download(
             )
     except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
         raise VSphereError(
-            f"download of {target.name} failed after {received} bytes: "
-            f"{exc or type(exc).__name__}"
+            f"download of {target.name} failed after {received} bytes: {_describe(exc)}"
         ) from None
     finally:
         if conn is not None:
