@@ -123,7 +123,14 @@ def validate_template(c: Context, datacenter, name, min_vmx=17, firmware="efi", 
 )
 def gpus(c: Context, datacenter, cluster=None, insecure=False, json=False):
     """List passthrough GPUs per host with CAPV's decimal vendorId/deviceId."""
-    raise not_implemented("gpus")
+    with exits():
+        from ovapipe.config import connection_from_env
+        from ovapipe.vsphere.connect import session
+        from ovapipe.vsphere.gpus import list_gpus
+
+        with session(connection_from_env(insecure=insecure)) as service:
+            found = list_gpus(service, datacenter, cluster)
+        print(found.to_json() if json else found.render())
 
 
 @task(name="pci-id", help={"value": "10DE:1EB8, '0x10de 0x1eb8' or a name such as 'Tesla T4'"})
