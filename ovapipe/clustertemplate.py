@@ -164,6 +164,7 @@ class _Changes:
     hardware_version: str
     pci_devices: list[dict[str, int]] | None
     mmio: MmioPlan | None
+    template_without_snapshot: str | None = None  # the record's template, when it has none
 
 
 def _machine_templates(
@@ -254,13 +255,33 @@ def _same_quotes(old: Any, new: Any) -> Any:
     return new
 
 
-def _apply(spec: Any, changes: _Changes, notes: list[str], name: str) -> None:
+def _set_hardware_version(spec: Any, asked: str, notes: list[str], name: str) -> None:
+    """Set hardwareVersion, but never lower one the file already has (GPUs need a minimum)."""
+    current = spec.get(capv.F_HARDWARE_VERSION)
+    if (
+        isinstance(current, str)
+        and capv.HARDWARE_VERSION_RE.match(current)
+        and parse_vmx(current) > parse_vmx(asked)
+    ):
+        notes.append(f"{name}: kept {capv.F_HARDWARE_VERSION} {current} (newer than {asked})")
+        return
+    _insert_sorted(spec, capv.F_HARDWARE_VERSION, asked)
+
+
+def _apply(
+    spec: Any, changes: _Changes, name: str, notes: list[str], warnings: list[str]
+) -> None:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
     if changes.template is not None:
         _insert_sorted(spec, capv.F_TEMPLATE, changes.template)
-    _insert_sorted(spec, capv.F_HARDWARE_VERSION, changes.hardware_version)
+    _set_hardware_version(spec, changes.hardware_version, notes, name)
+    if changes.template_without_snapshot and spec.get("cloneMode") == "linkedClone":
+        warnings.append(
+            f"{name}: template {changes.template_without_snapshot} has no snapshot; "
+            "CAPV makes full clones instead of linked clones"
+        )
     if changes.pci_devices is not None:
         devices = CommentedSeq()
         for entry in changes.pci_devices:
@@ -300,7 +321,9 @@ def _spec_of(data: Any, where: str) -> Any:
     return node
 
 
-def new_machine_template(name: str, changes: _Changes) -> Any:
+def new_machine_template(
+    name: str, changes: _Changes, notes: list[str], warnings: list[str]
+) -> Any:
     """A VSphereMachineTemplate like CAPV's GPU guide, with ${...} for the site's fields."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     from ruamel.yaml.scalarstring import SingleQuotedScalarString as q
@@ -327,7 +350,7 @@ def new_machine_template(name: str, changes: _Changes) -> Any:
             ("thumbprint", q("${VSPHERE_TLS_THUMBPRINT}")),
         ]
     )
-    _apply(spec, changes, [], name)
+    _apply(spec, changes, name, notes, warnings)
     return CommentedMap(
         [
             ("apiVersion", capv.DEFAULT_API_VERSION),
@@ -348,6 +371,7 @@ def _changes(request: ClusterTemplateRequest, result_notes: list[str],
     if mmio_gb is not None and not gpus:
         raise ConfigError("--mmio-gb needs --gpu: it sizes the MMIO window of the GPUs given")
     template = request.template
+    without_snapshot = None
     if request.publish_record:
         record = read_publish_record(request.publish_record)
         template = record.inventory_path
@@ -364,10 +388,7 @@ def _changes(request: ClusterTemplateRequest, result_notes: list[str],
                 f"{GPU_FIRMWARE_REASON}"
             )
         if not record.snapshot:
-            warnings.append(
-                f"template {record.inventory_path} has no snapshot: CAPV makes full clones "
-                "instead of linkedClone"
-            )
+            without_snapshot = record.inventory_path
     if template is not None and not template.strip():
         raise ConfigError("--template is empty")
     plan = plan_mmio(gpus, mmio_gb) if gpus else None
@@ -383,6 +404,7 @@ def _changes(request: ClusterTemplateRequest, result_notes: list[str],
         hardware_version=hardware_version,
         pci_devices=capv.pci_device_entries(gpus) if gpus else None,
         mmio=plan,
+        template_without_snapshot=without_snapshot,
     )
 
 
@@ -414,7 +436,11 @@ def run(request: ClusterTemplateRequest) -> ClusterTemplateResult:
             capv.MACHINE_WORKER: capv.WORKER_TEMPLATE_NAME,
             capv.MACHINE_CONTROL_PLANE: capv.CONTROL_PLANE_TEMPLATE_NAME,
         }.get(request.machine, request.machine)
-        data = new_machine_template(name, changes)
+        data = new_machine_template(name, changes, notes, warnings)
+        notes.append(
+            f"{name}: new {capv.DEFAULT_API_VERSION} manifest (served by every CAPV release with "
+            "pciDevices; deprecated in favour of v1beta2 by current CAPV)"
+        )
         text = "---\n" + dump_new(data)
         _validate({name: load_safe(YamlDocument("", text), "new manifest")}, "new manifest",
                   warnings, notes)
@@ -455,7 +481,7 @@ def _patch_file(path: Path, machine: str, changes: _Changes, warnings: list[str]
                 f"{where}: ruamel.yaml cannot reproduce this document exactly; lines other "
                 "than the changed fields may be re-formatted (check the diff)"
             )
-        _apply(_spec_of(editor.data, where), changes, notes, name)
+        _apply(_spec_of(editor.data, where), changes, name, notes, warnings)
         documents[index].body = editor.dump()
         patched[name] = load_safe(documents[index], where)
     _validate(patched, str(path), warnings, notes)

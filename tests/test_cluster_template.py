@@ -178,6 +178,31 @@ def test_new_manifest_without_in_validates() -> None:
     assert not result.warnings
 
 
+def test_existing_newer_hardware_version_is_kept(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.yaml"
+    newer.write_text(CLUSTER_TEMPLATE.read_text().replace(
+        "      folder: '${VSPHERE_FOLDER}'\n      memoryMiB: 8192\n",
+        "      folder: '${VSPHERE_FOLDER}'\n      hardwareVersion: vmx-19\n      memoryMiB: 8192\n",
+    ))
+    result = run(ClusterTemplateRequest(in_path=newer, gpus=["10de:1eb8"]))
+    assert machine_template(result.text, WORKER)["spec"]["template"]["spec"][
+        "hardwareVersion"] == "vmx-19"
+    assert any("kept hardwareVersion vmx-19 (newer than vmx-17)" in n for n in result.notes)
+    assert machine_template(result.text, "${CLUSTER_NAME}")["spec"]["template"]["spec"][
+        "hardwareVersion"] == "vmx-19"  # untouched control plane template
+
+
+def test_publish_record_without_snapshot_warns_for_linked_clones(tmp_path: Path) -> None:
+    result = run(ClusterTemplateRequest(
+        in_path=CLUSTER_TEMPLATE, publish_record=record(tmp_path, snapshot=None),
+    ))
+    assert any("has no snapshot" in w for w in result.warnings)
+    with_snapshot = run(ClusterTemplateRequest(
+        in_path=CLUSTER_TEMPLATE, publish_record=record(tmp_path),
+    ))
+    assert not any("snapshot" in w for w in with_snapshot.warnings)
+
+
 def test_publish_record_vmx_below_asked_warns(tmp_path: Path) -> None:
     result = run(ClusterTemplateRequest(
         in_path=CLUSTER_TEMPLATE, publish_record=record(tmp_path, vmx="vmx-15"),

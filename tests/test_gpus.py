@@ -114,7 +114,7 @@ def test_gpus_json_against_simulator(make_simulator: Callable[..., Any]) -> None
     hosts = {host["name"]: host for host in data["hosts"]}
     assert set(hosts) == {"DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"}
     for host in hosts.values():
-        assert host["supports_vmx_17"] is True
+        assert host["supports_gpu_vmx"] is True
         t4 = [d for d in host["devices"] if d["device_hex"] == "1eb8"]
         assert len(t4) == 1
         assert (t4[0]["vendorId"], t4[0]["deviceId"]) == (4318, 7864)
@@ -141,7 +141,8 @@ def test_gpus_flags_esxi_67_hosts(make_simulator: Callable[..., Any]) -> None:
     assert result.stdout.count("ESXi 6.7.0 cannot run vmx-17") == 4
     assert "4 host(s) cannot run vmx-17" in result.stdout
     as_json = json.loads(_invoke_gpus(sim.env, "--datacenter", "DC0", "--json").stdout)
-    assert all(host["supports_vmx_17"] is False for host in as_json["hosts"])
+    assert all(host["supports_gpu_vmx"] is False for host in as_json["hosts"])
+    assert as_json["gpu_min_vmx"] == "vmx-17"
 
 
 @pytest.mark.simulator

@@ -115,13 +115,14 @@ class GpuInventory:
         return {
             "datacenter": self.datacenter,
             "cluster": self.cluster,
+            "gpu_min_vmx": f"vmx-{GPU_MIN_VMX}",
             "hosts": [
                 {
                     "name": host.name,
                     "compute_resource": host.compute_resource,
                     "esxi_version": host.esxi_version,
                     "connection_state": host.connection_state,
-                    "supports_vmx_17": host.supports_gpu_vmx,
+                    "supports_gpu_vmx": host.supports_gpu_vmx,
                     "notes": host.notes,
                     "devices": [asdict(device) for device in host.devices],
                 }
