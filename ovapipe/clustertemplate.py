@@ -178,6 +178,11 @@ def _machine_templates(
         if isinstance(data, Mapping) and data.get("kind") == capv.KIND_MACHINE_TEMPLATE:
             name = (data.get("metadata") or {}).get("name")
             if isinstance(name, str):
+                if name in names:
+                    raise ConfigError(
+                        f"{source}: documents {names[name] + 1} and {index + 1} are both "
+                        f"{capv.KIND_MACHINE_TEMPLATE} {name!r}; which one to patch is ambiguous"
+                    )
                 names[name] = index
     return names, loaded
 

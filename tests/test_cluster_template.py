@@ -249,6 +249,16 @@ def test_bad_publish_record(tmp_path: Path, content: str | None, message: str) -
         run(ClusterTemplateRequest(in_path=CLUSTER_TEMPLATE, publish_record=path))
 
 
+def test_duplicate_machine_template_names(tmp_path: Path) -> None:
+    text = CLUSTER_TEMPLATE.read_text()
+    worker = text[text.index("apiVersion: infrastructure.cluster.x-k8s.io/v1beta2\nkind: "
+                             "VSphereMachineTemplate\nmetadata:\n  name: ${CLUSTER_NAME}-worker"):]
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text.rstrip("\n") + "\n---\n" + worker[:worker.index("---")])
+    with pytest.raises(ConfigError, match="ambiguous"):
+        run(ClusterTemplateRequest(in_path=twice))
+
+
 def test_missing_or_bad_input_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         run(ClusterTemplateRequest(in_path=tmp_path / "nope.yaml"))
