@@ -71,6 +71,8 @@ class Profile:
     path: Path
     template: str
     gpu: bool
+    distro_name: str = ""
+    distro_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,11 @@ class ResolvedVars:
     def packer_env(self) -> dict[str, str]:
         """Only for the environment of the packer process."""
         return {f"PKR_VAR_{name}": value for name, value in sorted(self.secrets.items())}
+
+    def secrets_env(self) -> dict[str, str]:
+        """The secrets under their CAPV environment names (VSPHERE_PASSWORD)."""
+        names = {var: env for env, var in ENV_VARIABLES.items()}
+        return {names[k]: v for k, v in self.secrets.items() if k in names}
 
     def image_builder_vars(self) -> dict[str, str]:
         return image_builder_vars(self.values)
@@ -148,7 +155,10 @@ def load_profile(name: str) -> tuple[Profile, Layer]:
             f"{layer.name}: '{PROFILE_META_KEY}' must be an object like "
             '{"template": "ubuntu-2004-efi", "gpu": true}'
         )
-    profile = Profile(name, path, meta.get("template", name), bool(meta.get("gpu", False)))
+    profile = Profile(
+        name, path, meta.get("template", name), bool(meta.get("gpu", False)),
+        str(meta.get("distro_name", "")), str(meta.get("distro_version", "")),
+    )
     return profile, Layer(layer.name, values)
 
 

@@ -1,0 +1,398 @@
+"""``invoke build-ova``: variables -> Packer -> ExportVm -> OVA -> validate-ova -> output/NAME/.
+
+Each step registers the cleanup of what it creates (ovapipe.steps). A failure or Ctrl-C leaves
+no build VM in vCenter and no partial OVA; ``--on-error abort`` keeps everything instead.
+Only ``NAME.packer.log`` next to the output folder survives a failure, for diagnosis.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from ovapipe import __version__, config, hardware
+from ovapipe.config import Connection, connection_from_env
+from ovapipe.errors import CheckFailed, ConfigError
+from ovapipe.files import write_json
+from ovapipe.packer import PackerInfo
+from ovapipe.paths import REPO_ROOT
+from ovapipe.steps import Run, Step, run_steps
+from ovapipe.varfiles import PACKER_VARS_FILE, ResolvedVars, resolve
+
+ON_ERROR: Final = ("cleanup", "abort")
+BUILD_JSON: Final = "build.json"
+PACKER_LOG: Final = "packer.log"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    profile: str = "ubuntu-2004-efi"
+    var_files: Sequence[str] = ()
+    sets: Sequence[str] = ()
+    out: Path = Path("output")
+    on_error: str = "cleanup"
+    keep_vm: bool = False
+
+
+@dataclass
+class BuildState:
+    """What the steps share; filled in as the build goes."""
+
+    request: BuildRequest
+    resolved: ResolvedVars
+    connection: Connection
+    env: Mapping[str, str]
+    log: TextIO
+    started: float = field(default_factory=time.time)
+    packer: PackerInfo | None = None
+    vcenter_version: str = ""
+    staging: Path | None = None
+    packer_log: Path | None = None
+    disks: list[Any] = field(default_factory=list)
+    nvram: Any = None
+    ova: Any = None
+    report: Any = None
+    output: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.resolved.values["vm_name"])
+
+    @property
+    def datacenter(self) -> str:
+        return str(self.resolved.values["datacenter"])
+
+    @property
+    def vmx(self) -> int:
+        return int(self.resolved.values["vmx_version"])
+
+    @property
+    def firmware(self) -> str:
+        return str(self.resolved.values["firmware"])
+
+    @property
+    def template_path(self) -> Path:
+        return self.resolved.template.path
+
+    def packer_env(self) -> dict[str, str]:
+        from ovapipe.packer import packer_env
+
+        return packer_env(self.resolved.packer_env(), self.env)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    output: Path
+    ova: Path
+    sha256: str
+    size: int
+    seconds: float
+    report: Any
+
+
+# ----------------------------------------------------------------------------------- steps
+
+
+def _check_target(service: Any, state: BuildState) -> None:
+    """Datacenter and cluster exist, the cluster can create the vmx version, no VM clash."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.export import vms_named
+    from ovapipe.vsphere.inventory import by_name, datacenter, retrieve
+
+    values = state.resolved.values
+    dc = datacenter(service, state.datacenter)
+    clusters = retrieve(service, vim.ClusterComputeResource, ["name", "environmentBrowser"],
+                        dc.obj)
+    cluster = by_name(clusters, "cluster", str(values["cluster"]), f"datacenter {dc.name}")
+    wanted = hardware.vmx_name(state.vmx)
+    browser = cluster.get("environmentBrowser")
+    descriptors = browser.QueryConfigOptionDescriptor() if browser is not None else []
+    creatable = sorted(
+        (d.key for d in descriptors or [] if d.createSupported),
+        key=lambda key: hardware.parse_vmx(key) if key.startswith("vmx-") else 0,
+    )
+    if wanted not in creatable:
+        hosts = retrieve(service, vim.HostSystem, ["name", "config.product.version"],
+                         cluster.obj)
+        versions = ", ".join(
+            sorted(f"{h.name} ESXi {h.get('config.product.version', '?')}" for h in hosts)
+        ) or "no hosts"
+        raise CheckFailed(
+            f"cluster {cluster.name} cannot create {wanted}: "
+            f"{hardware.describe_vmx_need(state.vmx)} (hosts: {versions}; creatable: "
+            f"{', '.join(creatable) or 'none'})"
+        )
+    if vms_named(service, state.name, state.datacenter):
+        raise ConfigError(
+            f"a VM named {state.name} already exists in datacenter {state.datacenter}: delete "
+            "it, or build under another name with --set vm_name=..."
+        )
+
+
+def _check_packer_trusts_vcenter(state: BuildState) -> None:
+    """Packer verifies vCenter against the system CAs unless insecure_connection is true."""
+    if state.resolved.values.get("insecure_connection"):
+        return
+    context = ssl.create_default_context()
+    host, port = state.connection.host, state.connection.port
+    try:
+        with socket.create_connection((host, port), timeout=15) as raw, \
+                context.wrap_socket(raw, server_hostname=host):
+            return
+    except ssl.SSLCertVerificationError as exc:
+        raise ConfigError(
+            f"Packer checks {state.connection.server}'s certificate against the system CAs and "
+            f"would refuse it ({exc.verify_message}): add the vCenter CA to the system trust "
+            "store, or --set insecure_connection=true (ovapipe still checks "
+            "VSPHERE_TLS_THUMBPRINT before the build)"
+        ) from None
+    except OSError:
+        return  # reachability was already checked over the pinned connection
+
+
+def preflight(state: BuildState, run: Run) -> None:
+    from ovapipe import packer
+    from ovapipe.vsphere.connect import session
+
+    state.packer = packer.find_packer(state.env)
+    run.say(f"preflight: packer {state.packer.version} at {state.packer.path}")
+    with session(state.connection) as service:
+        about = service.RetrieveContent().about
+        state.vcenter_version = f"{about.fullName}"
+        run.say(f"preflight: {state.connection.server} answers over pinned TLS: "
+                f"{state.vcenter_version}")
+        _check_target(service, state)
+    run.say(f"preflight: cluster {state.resolved.values['cluster']} can create "
+            f"{hardware.vmx_name(state.vmx)}")
+    _check_packer_trusts_vcenter(state)
+    env = state.packer_env()
+    packer.init_plugins(state.packer, env)
+    with tempfile.TemporaryDirectory(prefix="ovapipe-validate-") as temp:
+        var_file = Path(temp) / PACKER_VARS_FILE
+        write_json(var_file, state.resolved.packer_vars())
+        packer.validate(state.packer, state.template_path, var_file, env)
+    run.say(f"preflight: packer validate {state.resolved.template.name}: ok")
+
+
+def render_vars(state: BuildState, run: Run) -> None:
+    out = state.request.out
+    staging = out / f".{state.name}.partial-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    state.staging = staging
+    run.always("remove the partial output folder", lambda: shutil.rmtree(staging,
+                                                                          ignore_errors=True))
+    write_json(staging / PACKER_VARS_FILE, state.resolved.packer_vars())
+    run.say(f"render vars: {staging / PACKER_VARS_FILE}")
+
+
+def _delete_build_vm(state: BuildState) -> None:
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.export import destroy_vm
+
+    with session(state.connection) as service:
+        destroy_vm(service, state.name, state.datacenter)
+
+
+def packer_build(state: BuildState, run: Run) -> None:
+    from ovapipe import packer
+
+    assert state.packer is not None and state.staging is not None
+    # Packer deletes its VM on failure and Ctrl-C; this also covers Packer being killed and
+    # failures after the build (export, assembly). preflight made sure no VM had this name.
+    description = f"delete build VM {state.name}"
+    if state.request.keep_vm:
+        run.on_failure(description, lambda: _delete_build_vm(state))
+    else:
+        run.always(description, lambda: _delete_build_vm(state))
+    state.packer_log = state.request.out / f"{state.name}.{PACKER_LOG}"
+    run.say(f"packer build: log streamed to {state.packer_log}")
+    packer.build(
+        state.packer,
+        state.template_path,
+        state.staging / PACKER_VARS_FILE,
+        state.packer_env(),
+        state.packer_log,
+        secrets=list(state.resolved.secrets.values()),
+        on_error=state.request.on_error,
+        echo=state.log,
+    )
+
+
+def export_disks(state: BuildState, run: Run) -> None:
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.export import export_vm, find_vm
+
+    assert state.staging is not None
+    target = state.staging / "export"
+    run.always("remove the exported disks", lambda: shutil.rmtree(target, ignore_errors=True))
+    with session(state.connection) as service:
+        vm = find_vm(service, state.name, state.datacenter)
+        exported = export_vm(service, vm, state.connection, target, stream=state.log)
+    state.disks = exported.disks
+    state.nvram = exported.nvram
+    run.say(f"export: {len(exported.disks)} disk(s), {exported.size} bytes")
+
+
+def _git_commit() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def assemble(state: BuildState, run: Run) -> None:
+    from ovapipe.ova import BuildFacts, HardwareSizes, assemble_ova
+
+    assert state.staging is not None
+    values = state.resolved.values
+    profile = state.resolved.profile
+    facts = BuildFacts(
+        distro_name=profile.distro_name or "ubuntu",
+        distro_version=profile.distro_version or "unknown",
+        kubernetes_version="v" + str(values["kubernetes_version"]).removeprefix("v"),
+        image_version=state.name,
+        build_timestamp=int(state.started),
+        vmx=state.vmx,
+        firmware=state.firmware,
+        git_commit=_git_commit(),
+    )
+    sizes = HardwareSizes(cpus=int(values["cpus"]), memory_mb=int(values["memory"]),
+                          os_type=str(values.get("guest_os_type", "ubuntu64Guest")))
+    state.ova = assemble_ova(
+        state.staging, state.name, [d.path for d in state.disks], facts, hardware=sizes,
+        nvram=state.nvram.path if state.nvram else None,
+    )
+    run.say(f"assemble: {state.ova.path.name} ({state.ova.size} bytes, sha256 "
+            f"{state.ova.sha256})")
+
+
+def validate(state: BuildState, run: Run) -> None:
+    from ovapipe.validators.ova import validate_ova
+
+    report = validate_ova(state.ova.path, min_vmx=state.vmx, firmware=state.firmware)
+    state.report = report
+    if not report.ok:
+        raise CheckFailed(f"the built OVA fails validate-ova:\n{report.render()}")
+    run.say(f"validate-ova: PASS ({report.vmx}, {report.firmware})")
+
+
+def _build_record(state: BuildState, run: Run) -> dict[str, Any]:
+    values = state.resolved.values
+    return {
+        "name": state.name,
+        "profile": state.resolved.profile.name,
+        "template": f"packer/{state.resolved.template.name}",
+        "inputs": {
+            "var_files": list(state.request.var_files),
+            "sets": [s.split("=", 1)[0] for s in state.request.sets],
+            "variables": state.resolved.packer_vars(),
+            "sources": dict(sorted(state.resolved.sources.items())),
+            "secrets_from_environment": sorted(state.resolved.secrets),
+        },
+        "versions": {
+            "ovapipe": __version__,
+            "git_commit": _git_commit(),
+            "packer": state.packer.version if state.packer else None,
+            "vcenter": state.vcenter_version,
+            "python": platform.python_version(),
+        },
+        "hardware": {"vmx": hardware.vmx_name(state.vmx), "firmware": state.firmware},
+        "started": dt.datetime.fromtimestamp(state.started, tz=dt.UTC).isoformat(),
+        "finished": dt.datetime.now(tz=dt.UTC).isoformat(),
+        "timings": [
+            {"step": t.name, "seconds": round(t.seconds, 3), "status": t.status}
+            for t in run.timings
+        ],
+        "checksums": {
+            f"{state.name}.ova": {"sha256": state.ova.sha256, "size": state.ova.size},
+            "disks": {d.path.name: {"sha256": d.sha256, "size": d.size} for d in state.disks},
+        },
+        "validate_ova": state.report.as_dict() if state.report is not None else None,
+        "build_vm": "kept" if state.request.keep_vm else "deleted",
+        "vsphere": {k: values.get(k) for k in ("vcenter_server", "datacenter", "cluster",
+                                                  "datastore", "network", "folder")},
+    }
+
+
+def write_output(state: BuildState, run: Run) -> None:
+    assert state.staging is not None and state.packer_log is not None
+    shutil.rmtree(state.staging / "export", ignore_errors=True)
+    shutil.move(str(state.packer_log), state.staging / PACKER_LOG)
+    write_json(state.staging / BUILD_JSON, _build_record(state, run))
+    final = state.request.out / state.name
+    previous = state.request.out / f".{state.name}.previous-{os.getpid()}"
+    if final.exists():
+        final.rename(previous)
+    state.staging.rename(final)
+    shutil.rmtree(previous, ignore_errors=True)
+    state.output = final
+    run.say(f"output: {final}/")
+
+
+STEPS: Final = (
+    Step("preflight", preflight),
+    Step("render vars", render_vars),
+    Step("packer build", packer_build),
+    Step("export disks", export_disks),
+    Step("assemble OVA", assemble),
+    Step("validate-ova", validate),
+    Step("write output", write_output),
+)
+
+
+def build_ova(
+    request: BuildRequest,
+    env: Mapping[str, str] | None = None,
+    log: TextIO | None = None,
+) -> BuildResult:
+    """Run every step; raises ConfigError before anything starts for bad variables."""
+    env = dict(os.environ if env is None else env)
+    if request.on_error not in ON_ERROR:
+        raise ConfigError(f"--on-error {request.on_error!r}: expected cleanup or abort")
+    resolved = resolve(request.profile, request.var_files, request.sets, env=env)
+    # ovapipe checks and exports from the same vCenter, as the same user, as Packer builds on.
+    connection = connection_from_env({
+        **env,
+        config.ENV_SERVER: str(resolved.values["vcenter_server"]),
+        config.ENV_USERNAME: str(resolved.values["username"]),
+        **resolved.secrets_env(),
+    }, prompt=False)
+    log = log or sys.stderr
+    state = BuildState(request, resolved, connection, env, log)
+    run = Run(log=log)
+    started = time.monotonic()
+    try:
+        run_steps(STEPS, state, run=run, keep_on_error=request.on_error == "abort")
+    finally:
+        if state.packer_log is not None and state.packer_log.exists():
+            log.write(f"packer log kept: {state.packer_log}\n")
+    assert state.output is not None and state.ova is not None
+    ova_path = state.output / state.ova.path.name
+    return BuildResult(state.output, ova_path, state.ova.sha256, state.ova.size,
+                       time.monotonic() - started, state.report)
+
+
+def describe_result(result: BuildResult) -> str:
+    return (
+        f"built {result.ova} ({result.size} bytes) in {result.seconds:.0f} s\n"
+        f"sha256 {result.sha256}\n"
+        f"validate-ova: {'PASS' if result.report is None or result.report.ok else 'FAIL'}"
+    )
+

@@ -1,0 +1,223 @@
+"""Running Packer: find it, check its version, validate, build with the log streamed.
+
+Secrets reach Packer only through PKR_VAR_* in its process environment, never its argv.
+``packer build`` runs in its own process group so that a Ctrl-C reaches ovapipe first: ovapipe
+then sends SIGINT to Packer's group and waits while Packer cleans up what it created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final
+
+from ovapipe.errors import BuildError, ConfigError
+from ovapipe.paths import PACKER_DIR
+
+PACKER_ENV: Final = "OVAPIPE_PACKER"  # another packer binary than the one on PATH
+MIN_VERSION: Final = (1, 6, 6)
+# Packer 1.7 moved vsphere-iso into a plugin declared with required_plugins (packer init).
+PLUGINS_FROM: Final = (1, 7, 0)
+PLUGINS_DIR: Final = PACKER_DIR / "plugins"
+# Seconds Packer gets to clean up after SIGINT before it is killed.
+INTERRUPT_GRACE: Final = 600.0
+
+_VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+@dataclass(frozen=True)
+class PackerInfo:
+    path: Path
+    version: str
+
+    @property
+    def version_tuple(self) -> tuple[int, int, int]:
+        match = _VERSION_RE.search(self.version)
+        if not match:
+            return (0, 0, 0)
+        major, minor, patch = match.groups()
+        return int(major), int(minor), int(patch)
+
+    @property
+    def needs_plugins(self) -> bool:
+        return self.version_tuple >= PLUGINS_FROM
+
+
+def find_packer(env: Mapping[str, str] | None = None) -> PackerInfo:
+    env = os.environ if env is None else env
+    wanted = env.get(PACKER_ENV) or "packer"
+    found = shutil.which(wanted, path=env.get("PATH"))
+    if not found:
+        raise ConfigError(
+            f"packer not found ({wanted!r} is not on PATH): install it (Debian: apt-get install "
+            f"packer) or point {PACKER_ENV} at the binary"
+        )
+    try:
+        result = subprocess.run(
+            [found, "version"], capture_output=True, text=True, timeout=60,
+            env={**env, "CHECKPOINT_DISABLE": "1"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"{found} version: {exc}") from None
+    match = _VERSION_RE.search(result.stdout)
+    if result.returncode != 0 or not match:
+        raise BuildError(f"{found} version: unexpected answer {result.stdout.strip()!r}")
+    info = PackerInfo(Path(found), match.group(0))
+    if info.version_tuple < MIN_VERSION:
+        raise ConfigError(
+            f"packer {info.version} at {found} is too old: ovapipe's templates need "
+            f"{'.'.join(map(str, MIN_VERSION))} or newer"
+        )
+    return info
+
+
+def packer_env(secrets: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a packer process: ``secrets`` as PKR_VAR_*, no update check."""
+    env = dict(os.environ if base is None else base)
+    env.update(secrets)
+    env["CHECKPOINT_DISABLE"] = "1"
+    return env
+
+
+def _run(argv: Sequence[str], env: Mapping[str, str], what: str, timeout: float) -> str:
+    try:
+        result = subprocess.run(
+            list(argv), capture_output=True, text=True, env=dict(env), timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{what} did not finish within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise BuildError(f"{what}: {exc}") from None
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        raise BuildError(f"{what} failed (exit {result.returncode}):\n{output}")
+    return output
+
+
+def init_plugins(info: PackerInfo, env: Mapping[str, str]) -> None:
+    """Current Packer: install the plugins declared in packer/plugins (no-op for 1.6.x)."""
+    if info.needs_plugins:
+        _run([str(info.path), "init", str(PLUGINS_DIR)], env, "packer init", 900)
+
+
+def validate(info: PackerInfo, template: Path, var_file: Path, env: Mapping[str, str]) -> None:
+    _run(
+        [str(info.path), "validate", f"-var-file={var_file}", str(template)],
+        env, f"packer validate {template.name}", 600,
+    )
+
+
+def _scrub(line: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            line = line.replace(secret, "<sensitive>")
+    return line
+
+
+@contextlib.contextmanager
+def _second_interrupt_ignored(notice: IO[str]) -> Iterator[None]:
+    """While Packer cleans up, another Ctrl-C only says so (killing it would leak the VM)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(_signum: int, _frame: object) -> None:
+        print("ovapipe: waiting for Packer to clean up (it was sent SIGINT)", file=notice,
+              flush=True)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _last_error(lines: Sequence[str]) -> str:
+    for line in reversed(lines):
+        text = line.strip()
+        if text.startswith("-->") or "errored" in text:
+            return text.removeprefix("-->").strip()
+    return lines[-1].strip() if lines else "no output"
+
+
+def build(
+    info: PackerInfo,
+    template: Path,
+    var_file: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    secrets: Sequence[str] = (),
+    on_error: str = "cleanup",
+    echo: IO[str] | None = None,
+) -> None:
+    """``packer build``; output goes to ``echo`` (stderr) and ``log_path`` line by line.
+
+    Raises BuildError when Packer fails, KeyboardInterrupt after Packer has stopped and
+    cleaned up in response to a Ctrl-C.
+    """
+    echo = echo or sys.stderr
+    argv = [
+        str(info.path), "build", "-color=false", "-timestamp-ui", f"-on-error={on_error}",
+        f"-var-file={var_file}", str(template),
+    ]
+    tail: list[str] = []
+    interrupted = False
+    with log_path.open("w", encoding="utf-8") as log:
+        try:
+            process = subprocess.Popen(
+                argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BuildError(f"cannot start {info.path}: {exc}") from None
+
+        def copy_output() -> None:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = _scrub(raw, secrets)
+                log.write(line)
+                log.flush()
+                echo.write(line)
+                echo.flush()
+                tail.append(line)
+                del tail[:-50]
+
+        reader = threading.Thread(target=copy_output, name="packer-output", daemon=True)
+        reader.start()
+        try:
+            while reader.is_alive():
+                reader.join(timeout=0.2)
+        except KeyboardInterrupt:
+            interrupted = True
+            with _second_interrupt_ignored(echo):
+                echo.write("ovapipe: Ctrl-C: stopping Packer (SIGINT) and waiting for its "
+                           "cleanup\n")
+                echo.flush()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGINT)
+                try:
+                    process.wait(timeout=INTERRUPT_GRACE)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                reader.join(timeout=30)
+        returncode = process.wait()
+    if interrupted:
+        raise KeyboardInterrupt
+    if returncode != 0:
+        raise BuildError(
+            f"packer build failed (exit {returncode}): {_last_error(tail)} (log: {log_path})"
+        )

@@ -1,0 +1,110 @@
+"""The build VM in vCenter: find it, export its disks through an ExportVm lease, delete it.
+
+Properties are read in bulk (ovapipe.vsphere.inventory), never lazily; lease handling and the
+streaming download are ovapipe.vsphere.lease's.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from ovapipe.config import Connection
+from ovapipe.errors import VSphereError
+from ovapipe.files import atomic_writer
+from ovapipe.progress import Progress
+from ovapipe.vsphere.inventory import Found, by_name, datacenter, retrieve
+from ovapipe.vsphere.lease import hold_lease
+from ovapipe.vsphere.tasks import wait_for_task
+
+VM_PROPERTIES = ("name", "runtime.powerState", "config.version", "config.firmware")
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: Path
+    size: int
+    sha256: str
+    disk: bool
+
+
+@dataclass(frozen=True)
+class Exported:
+    disks: list[ExportedFile]
+    nvram: ExportedFile | None
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.disks) + (self.nvram.size if self.nvram else 0)
+
+
+def vms_named(service: Any, name: str, datacenter_name: str | None = None) -> list[Found]:
+    from pyVmomi import vim
+
+    root = datacenter(service, datacenter_name).obj if datacenter_name else None
+    return [vm for vm in retrieve(service, vim.VirtualMachine, VM_PROPERTIES, root)
+            if vm.name == name]
+
+
+def find_vm(service: Any, name: str, datacenter_name: str | None = None) -> Found:
+    from pyVmomi import vim
+
+    root = datacenter(service, datacenter_name).obj if datacenter_name else None
+    vms = retrieve(service, vim.VirtualMachine, VM_PROPERTIES, root)
+    return by_name(vms, "VM", name, f"datacenter {datacenter_name}" if datacenter_name else "")
+
+
+def export_vm(
+    service: Any,
+    vm: Found,
+    connection: Connection,
+    out_dir: Path,
+    *,
+    stream: TextIO | None = None,
+) -> Exported:
+    """Download every disk (and an EFI nvram file, if offered) of a powered-off VM."""
+    state = vm.get("runtime.powerState")
+    if state != "poweredOff":
+        raise VSphereError(f"VM {vm.name} is {state}; it must be powered off to be exported")
+    try:
+        lease = vm.obj.ExportVm()
+    except Exception as exc:
+        raise VSphereError(f"ExportVm of {vm.name} refused: {exc}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    disks: list[ExportedFile] = []
+    nvram: ExportedFile | None = None
+    progress = Progress(f"export {vm.name}", None, stream or sys.stderr)
+    with hold_lease(service, lease, connection, progress) as held:
+        sizes = [t.file_size for t in held.targets if t.disk or t.name.endswith(".nvram")]
+        if sizes and all(sizes):
+            progress.total = sum(s for s in sizes if s)
+        for target in held.targets:
+            if target.disk:
+                path = out_dir / f"{vm.name}-disk{len(disks) + 1}.vmdk"
+            elif target.name.endswith(".nvram"):
+                path = out_dir / f"{vm.name}.nvram"
+            else:
+                continue
+            with atomic_writer(path) as handle:
+                got = held.download(target, handle)
+            exported = ExportedFile(path, got.size, got.sha256, target.disk)
+            if target.disk:
+                disks.append(exported)
+            else:
+                nvram = exported
+        if not disks:
+            raise VSphereError(f"ExportVm of {vm.name} offered no disk")
+    progress.close()
+    return Exported(disks, nvram)
+
+
+def destroy_vm(service: Any, name: str, datacenter_name: str | None = None) -> bool:
+    """Power off and delete every VM called ``name``; False when there was none."""
+    vms = vms_named(service, name, datacenter_name)
+    for vm in vms:
+        if vm.get("runtime.powerState") == "poweredOn":
+            wait_for_task(vm.obj.PowerOffVM_Task(), f"power off VM {name}")
+        wait_for_task(vm.obj.Destroy_Task(), f"delete VM {name}")
+    return bool(vms)
