@@ -55,7 +55,16 @@ def vars(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, out="o
 def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, out="output",
               on_error="cleanup", keep_vm=False):
     """Build the node image with Packer and assemble a validated OVA."""
-    raise not_implemented("build-ova")
+    from pathlib import Path
+
+    from ovapipe.build import BuildRequest, build_ova, describe_result
+
+    with exits():
+        result = build_ova(BuildRequest(
+            profile=profile, var_files=var_file or [], sets=set_ or [], out=Path(out),
+            on_error=on_error, keep_vm=keep_vm,
+        ))
+    print(describe_result(result))
 
 
 @task(
