@@ -64,10 +64,8 @@ def read_publish_record(path: Path) -> PublishRecord:
     if not isinstance(raw, dict):
         raise ConfigError(f"--publish-record {path}: expected a JSON object from `invoke publish`")
 
-    def text(key: str, required: bool = True) -> str | None:
+    def text(key: str) -> str:
         value = raw.get(key)
-        if value is None and not required:
-            return None
         if not isinstance(value, str) or not value:
             raise ConfigError(
                 f"--publish-record {path}: field {key!r} is missing or not a string "
@@ -76,25 +74,25 @@ def read_publish_record(path: Path) -> PublishRecord:
         return value
 
     inventory_path = text("inventory_path")
-    vmx_text = text("vmx")
-    assert inventory_path is not None and vmx_text is not None
     if not inventory_path.startswith("/"):
         raise ConfigError(
             f"--publish-record {path}: inventory_path {inventory_path!r} is not an inventory "
             "path (expected /DATACENTER/vm/...)"
         )
+    vmx_value = raw.get("vmx")
     try:
-        vmx = parse_vmx(vmx_text)
+        vmx = parse_vmx(vmx_value if type(vmx_value) is int else text("vmx"))
     except ValueError as exc:
         raise ConfigError(f"--publish-record {path}: field 'vmx': {exc}") from None
+    firmware = raw.get("firmware")
     return PublishRecord(
         path=path,
-        datacenter=text("datacenter") or "",
-        template=text("template") or "",
+        datacenter=str(raw.get("datacenter") or ""),
+        template=str(raw.get("template") or ""),
         inventory_path=inventory_path,
         vmx=vmx,
-        firmware=text("firmware", required=False),
-        snapshot=text("snapshot", required=False),
+        firmware=firmware if isinstance(firmware, str) else None,
+        snapshot=str(raw["snapshot"]) if raw.get("snapshot") else None,
     )
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ovapipe.validators.capv import validate_machine_template
 from ruamel.yaml import YAML
 
@@ -23,6 +25,7 @@ from ovapipe.clustertemplate import (
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.paths import REPO_ROOT
 from ovapipe.pci import PciId
+from ovapipe.yamldocs import join_documents, split_documents
 
 CLUSTER_TEMPLATE = REPO_ROOT / "tests" / "data" / "capv" / "cluster-template.yaml"
 WORKER = "${CLUSTER_NAME}-worker"
@@ -203,6 +206,15 @@ def test_publish_record_without_snapshot_warns_for_linked_clones(tmp_path: Path)
     assert not any("snapshot" in w for w in with_snapshot.warnings)
 
 
+def test_publish_record_as_publish_writes_it(tmp_path: Path) -> None:
+    result = run(ClusterTemplateRequest(
+        in_path=CLUSTER_TEMPLATE, publish_record=record(tmp_path, vmx=17, snapshot="root"),
+    ))
+    spec = machine_template(result.text, WORKER)["spec"]["template"]["spec"]
+    assert spec["template"] == "/DC0/vm/templates/ubuntu-2004-efi-v1.30.0"
+    assert not any("vmx" in w for w in result.warnings)
+
+
 def test_publish_record_vmx_below_asked_warns(tmp_path: Path) -> None:
     result = run(ClusterTemplateRequest(
         in_path=CLUSTER_TEMPLATE, publish_record=record(tmp_path, vmx="vmx-15"),
@@ -307,3 +319,11 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     failed = _invoke("--gpu", "10de:1eb8", "--hardware-version", "vmx-13", "--out", str(out))
     assert failed.returncode == 1 and "nothing written" in failed.stderr
     assert "Traceback" not in usage.stderr + failed.stderr and not out.exists()
+
+
+@given(st.lists(st.text(alphabet="ab: -\n#'", max_size=40), max_size=6), st.booleans())
+def test_split_and_join_documents_round_trip(bodies: list[str], leading: bool) -> None:
+    text = ("---\n" if leading else "") + "---\n".join(
+        body if body.endswith("\n") or not body else body + "\n" for body in bodies
+    )
+    assert join_documents(split_documents(text)) == text
