@@ -102,7 +102,42 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
             folder=None, network=None, name=None, replace=False, no_snapshot=False,
             insecure=False, json=False):
     """Upload an OVA as a vmx-17/EFI VM template in one or more datacenters."""
-    raise not_implemented("publish")
+    import json as json_module
+    import os
+    from pathlib import Path
+
+    from ovapipe.config import (
+        ENV_DATACENTER,
+        ENV_DATASTORE,
+        ENV_FOLDER,
+        ENV_NETWORK,
+        connection_from_env,
+    )
+    from ovapipe.vsphere.publish import PublishOptions
+    from ovapipe.vsphere.publish import publish as publish_ova
+
+    settings = c.config.get("ovapipe", {})
+    env = os.environ
+    with exits():
+        options = PublishOptions(
+            ova=Path(ova),
+            datacenters=tuple(datacenter or filter(None, [env.get(ENV_DATACENTER)])),
+            cluster=cluster, resource_pool=resource_pool,
+            datastore=datastore or settings.get("datastore") or env.get(ENV_DATASTORE),
+            folder=folder or settings.get("folder") or env.get(ENV_FOLDER),
+            network=network or settings.get("network") or env.get(ENV_NETWORK),
+            name=name, replace=replace, snapshot=not no_snapshot,
+            concurrency=int(settings.get("publish_concurrency") or 2),
+            output_dir=Path(settings.get("output") or "output"),
+        )
+        records = publish_ova(options, connection_from_env(insecure=insecure))
+    if json:
+        print(json_module.dumps(records, indent=2))
+    else:
+        for record in records:
+            print(f"{record['datacenter']}: {record['inventory_path']} ({record['vmx']}, "
+                  f"{record['firmware']}, snapshot {record['snapshot'] or 'none'}) "
+                  f"sha256 {record['ova_sha256']}")
 
 
 @task(
@@ -119,7 +154,18 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
 def validate_template(c: Context, datacenter, name, min_vmx=17, firmware="efi", insecure=False,
                       json=False):
     """Check a VM template in vCenter: vmx version, firmware, snapshot, hosts."""
-    raise not_implemented("validate-template")
+    from ovapipe.validators.template import validate_template as check_template
+
+    from ovapipe.cli import emit_report
+    from ovapipe.config import connection_from_env
+    from ovapipe.vsphere.connect import session
+
+    with exits():
+        connection = connection_from_env(insecure=insecure)
+        with session(connection) as service:
+            report = check_template(service, datacenter, name, min_vmx=int(min_vmx),
+                                    firmware=firmware)
+    emit_report(report, json)
 
 
 @task(

@@ -214,6 +214,7 @@ class HeldLease:
     targets: list[Target]
     progress: Progress
     keepalive: KeepAlive
+    extra_check: Callable[[], None] | None = None
 
     def target(self, import_key: str) -> Target:
         """The device URL whose importKey is an import spec file item's deviceId."""
@@ -227,7 +228,10 @@ class HeldLease:
         upload(target, stream, create=create, progress=self.progress, check=self.check)
 
     def check(self) -> None:
+        """Raise if the server ended the lease, or the caller's own check says stop."""
         self.keepalive.check()
+        if self.extra_check is not None:
+            self.extra_check()
 
     def download(self, target: Target, out: IO[bytes]) -> Downloaded:
         return download(target, out, progress=self.progress, check=self.check)
@@ -249,6 +253,7 @@ def hold_lease(
     progress: Progress,
     *,
     ready_timeout: float = 600,
+    check: Callable[[], None] | None = None,
 ) -> Iterator[HeldLease]:
     """Wait for ``lease``, keep it alive, complete it on success, abort it on anything else."""
     keepalive: KeepAlive | None = None
@@ -258,7 +263,7 @@ def hold_lease(
         targets = [resolve_target(d, connection, cookie) for d in info.deviceUrl or []]
         keepalive = KeepAlive(lease, progress, KeepAlive.interval_for(info.leaseTimeout))
         keepalive.start()
-        yield HeldLease(lease, info, targets, progress, keepalive)
+        yield HeldLease(lease, info, targets, progress, keepalive, check)
         keepalive.stop()
         keepalive.check()
         try:

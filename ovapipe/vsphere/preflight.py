@@ -1,0 +1,117 @@
+"""Checks before any byte moves: hosts, datastore space, and what the template name means.
+
+All problems found are reported together as one CheckFailed, each naming the object and the
+fix. The name decision (create, unchanged, replace) is data for the publish steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ovapipe.errors import CheckFailed
+from ovapipe.progress import human_bytes
+from ovapipe.vsphere.hostcheck import host_problems
+from ovapipe.vsphere.inventory import Found
+from ovapipe.vsphere.placement import Placement
+from ovapipe.vsphere.template import record_of, vms_named
+
+Mode = Literal["create", "unchanged", "replace"]
+
+
+@dataclass(frozen=True)
+class NameDecision:
+    mode: Mode
+    existing: Found | None = None  # the template being kept (unchanged) or replaced
+
+
+def check_hosts(placement: Placement, vmx: int) -> list[str]:
+    return [
+        p.message
+        for p in host_problems(
+            placement.compute.name, placement.compute.get("environmentBrowser"),
+            placement.hosts, vmx,
+        )
+    ]
+
+
+def check_datastore(placement: Placement, needed: int) -> list[str]:
+    datastore = placement.datastore
+    if not datastore.get("summary.accessible", True):
+        return [f"datastore {datastore.name} is not accessible: pick another with --datastore"]
+    free = int(datastore.get("summary.freeSpace") or 0)
+    if free < needed:
+        return [
+            f"datastore {datastore.name} has {human_bytes(free)} free, the OVA's disks need "
+            f"{human_bytes(needed)}: free space there or pass --datastore with another one"
+        ]
+    return []
+
+
+def _where(service: Any, vm: Found) -> str:
+    from ovapipe.vsphere.template import inventory_path
+
+    return inventory_path(service, vm.obj)
+
+
+def decide_name(
+    service: Any,
+    placement: Placement,
+    name: str,
+    *,
+    replace: bool,
+    ova_sha256: Any,
+) -> tuple[NameDecision, list[str]]:
+    """What to do with ``name``; problems when it cannot be used.
+
+    CAPV finds templates by name, so a name must mean one template (CAPV#4128). The only
+    other VMs allowed to share it are templates ovapipe published in other datacenters (the
+    same image published to several datacenters). ``ova_sha256`` is called only when a
+    template of that name already exists in the target datacenter.
+    """
+    everywhere = vms_named(service, name)
+    here_ids = {vm.obj._moId for vm in vms_named(service, name, placement.datacenter.obj)}
+    here = [vm for vm in everywhere if vm.obj._moId in here_ids]
+    elsewhere = [vm for vm in everywhere if vm.obj._moId not in here_ids]
+    problems: list[str] = []
+    for vm in elsewhere:
+        if not (vm.get("config.template") and record_of(vm)):
+            problems.append(
+                f"the name '{name}' is already used by {_where(service, vm)}, which ovapipe did "
+                "not publish: template names must be unique in the vCenter (CAPV resolves "
+                "them by name, CAPV#4128); choose another --name"
+            )
+    if len(here) > 1:
+        paths = ", ".join(_where(service, vm) for vm in here)
+        problems.append(
+            f"{len(here)} VMs are named '{name}' in datacenter {placement.datacenter_name} "
+            f"({paths}): CAPV cannot tell them apart (CAPV#4128); remove the extra ones or "
+            "choose another --name"
+        )
+    if problems or not here:
+        return NameDecision("create"), problems
+    existing = here[0]
+    record = record_of(existing)
+    where = _where(service, existing)
+    if not existing.get("config.template"):
+        return NameDecision("create"), [
+            f"{where} is a VM, not a template: ovapipe does not replace VMs; choose another "
+            "--name or remove the VM"
+        ]
+    if record is not None and record.ova_sha256 == ova_sha256():
+        return NameDecision("unchanged", existing), []
+    if replace:
+        return NameDecision("replace", existing), []
+    origin = (f"published from OVA sha256 {record.ova_sha256[:12]}…" if record
+              else "not published by ovapipe")
+    return NameDecision("create"), [
+        f"template {where} already exists ({origin}) and this OVA differs: pass --replace to "
+        "swap it (the old one stays until the new one passes validate-template), or choose "
+        "another --name"
+    ]
+
+
+def raise_problems(datacenter: str, problems: list[str]) -> None:
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise CheckFailed(f"preflight refused datacenter {datacenter}:\n{lines}")
