@@ -78,7 +78,13 @@ def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, o
 )
 def validate_ova(c: Context, path, min_vmx=17, firmware="efi", json=False):
     """Check an OVA: archive, descriptor, manifest, vmx version, firmware, disks, ESP."""
-    raise not_implemented("validate-ova")
+    from ovapipe.validators.ova import validate_ova as check_ova
+
+    from ovapipe.cli import emit_report
+
+    with exits():
+        report = check_ova(path, min_vmx=min_vmx, firmware=firmware)
+    emit_report(report, json)
 
 
 @task(

@@ -36,7 +36,7 @@ EFI_LOADER_CANDIDATES: Final = (
     Path("/usr/lib/grub/x86_64-efi/monolithic/grubx64.efi"),
     Path("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"),
 )
-FALLBACK_LOADER: Final = "::/EFI/BOOT/BOOTX64.EFI"
+FALLBACK_LOADER: Final = "EFI/BOOT/BOOTX64.EFI"
 
 # Fixed GUIDs and volume ids so that one kind and size always gives the same partition table.
 DISK_GUID: Final = "6f766170-0000-4000-8000-000000000001"
@@ -99,7 +99,9 @@ def _root_filesystem(raw: Path, offset: int, length: int, work: Path) -> None:
     ])
 
 
-def _build_raw(kind: DiskKind, raw: Path, size_mb: int, work: Path, fill_random: bool) -> None:
+def _build_raw(
+    kind: DiskKind, raw: Path, size_mb: int, work: Path, fill_random: bool, loader: str | None
+) -> None:
     with raw.open("wb") as handle:
         handle.truncate(size_mb * MIB)
     start = PARTITION_START_MIB * MIB
@@ -121,8 +123,12 @@ def _build_raw(kind: DiskKind, raw: Path, size_mb: int, work: Path, fill_random:
             str(raw), str(ESP_MIB * MIB // 1024),
         ])
         image = f"{raw}@@{start}"
-        _run(["mmd", "-i", image, "::/EFI", "::/EFI/BOOT"])
-        _run(["mcopy", "-i", image, str(efi_loader_source()), FALLBACK_LOADER])
+        if loader is not None:
+            parts = loader.strip("/").split("/")
+            folders = ["::/" + "/".join(parts[:depth]) for depth in range(1, len(parts))]
+            if folders:
+                _run(["mmd", "-i", image, *folders])
+            _run(["mcopy", "-i", image, str(efi_loader_source()), "::/" + "/".join(parts)])
         root_start = esp_end
     else:
         _write_mbr(raw, start // SECTOR, (end - start) // SECTOR)
@@ -154,13 +160,15 @@ def make_test_disk(
     *,
     subformat: Subformat = "streamOptimized",
     fill_random: bool = False,
+    loader: str | None = FALLBACK_LOADER,
 ) -> Path:
     """Build a real EFI or BIOS disk and write it to ``out`` as a VMDK.
 
     ``efi``: GPT, an EFI System Partition (FAT32) holding ``\\EFI\\BOOT\\BOOTX64.EFI`` from
     grub-efi-amd64-bin, and a Linux root partition (ext4). ``bios``: MBR with one active Linux
     partition and no ESP. ``fill_random`` fills the root partition with random bytes instead
-    of a file system (benchmarks need disks that do not compress away).
+    of a file system (benchmarks need disks that do not compress away). ``loader`` is where
+    the EFI loader goes on the ESP (e.g. ``EFI/ubuntu/shimx64.efi``); None leaves it empty.
     """
     if kind not in DISK_KINDS:
         raise ConfigError(f"test disk kind {kind!r}: expected one of {', '.join(DISK_KINDS)}")
@@ -170,5 +178,5 @@ def make_test_disk(
     with tempfile.TemporaryDirectory(prefix="ovapipe-disk-") as temp:
         work = Path(temp)
         raw = work / "disk.raw"
-        _build_raw(cast(DiskKind, kind), raw, size_mb, work, fill_random)
+        _build_raw(cast(DiskKind, kind), raw, size_mb, work, fill_random, loader)
         return convert_to_vmdk(raw, out, subformat)

@@ -83,7 +83,10 @@ def _text(field_bytes: bytes) -> str:
 
 
 def _checksum_ok(header: bytes, header_offset: int) -> bool:
-    stored = _number(header[148:156], "checksum", header_offset)
+    try:
+        stored = _number(header[148:156], "checksum", header_offset)
+    except _ScanStop:
+        return False
     unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
     signed = sum(b - 256 if b > 127 else b for b in header[:148]) + 8 * 32 + sum(
         b - 256 if b > 127 else b for b in header[156:]
@@ -178,6 +181,8 @@ def scan_tar(handle: BinaryIO) -> TarScan:
             if pending_size is not None:
                 size, pending_size = pending_size, None
                 padded = (size + BLOCK - 1) // BLOCK * BLOCK
+            while name.startswith("./"):
+                name = name[2:]  # "./x" and "x" are the same member to tar
             kind = _KINDS.get(typeflag, "other")
             if kind in ("symlink", "hardlink", "device", "fifo"):
                 size, padded = 0, 0  # no data blocks follow these, whatever the size field says

@@ -206,6 +206,19 @@ def _bool(value: str | None) -> bool | None:
     return None
 
 
+def _unsafe_reason(exc: Exception) -> str:
+    name = getattr(exc, "name", None)
+    what = {
+        "DTDForbidden": f"a document type declaration (<!DOCTYPE {name}>)",
+        "EntitiesForbidden": f"an entity declaration (<!ENTITY {name}>)",
+        "ExternalReferenceForbidden": "an external reference",
+    }.get(type(exc).__name__, type(exc).__name__)
+    return (
+        f"refused to parse {what}: OVF descriptors need no DTD, entities or external "
+        "references, and expanding them is how entity bombs and file disclosure work"
+    )
+
+
 def _parse_xml(data: bytes) -> ET.Element:
     from defusedxml import DefusedXmlException
     from defusedxml.ElementTree import fromstring
@@ -218,11 +231,7 @@ def _parse_xml(data: bytes) -> ET.Element:
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
-        raise DescriptorError(
-            "descriptor.unsafe-xml",
-            f"refused to parse: {type(exc).__name__} ({exc}); OVF descriptors need no DTD, "
-            "entities or external references",
-        ) from None
+        raise DescriptorError("descriptor.unsafe-xml", _unsafe_reason(exc)) from None
     except (ET.ParseError, ValueError, LookupError) as exc:
         raise DescriptorError("descriptor.invalid", f"not well-formed XML: {exc}") from None
     return root

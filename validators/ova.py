@@ -1,0 +1,391 @@
+"""validate-ova: the gate in front of vCenter. Every rule has a stable id (see RULES).
+
+The file is read in place: the tar headers are walked, the descriptor and manifest are read,
+then every member the manifest lists is hashed in one sequential pass in large blocks, and the
+boot disk's partition table and EFI System Partition are read through a window on its member.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+from ovapipe.validators.disk import check_efi_boot, check_vmdk
+
+from ovapipe.errors import ConfigError
+from ovapipe.findings import ERROR, WARNING, Finding, Report
+from ovapipe.hardware import (
+    FIRMWARE_BIOS,
+    FIRMWARE_EFI,
+    FIRMWARES,
+    GPU_MIN_VMX,
+    describe_vmx_need,
+    min_esxi_for,
+    parse_vmx,
+    vmx_name,
+)
+from ovapipe.ova.archive import Member, TarScan
+from ovapipe.ova.descriptor import (
+    MAX_DESCRIPTOR_BYTES,
+    Descriptor,
+    DescriptorError,
+    check_consistency,
+    parse_descriptor,
+)
+from ovapipe.ova.manifest import MAX_MANIFEST_BYTES, ManifestEntry, ManifestError, parse_manifest
+from ovapipe.ova.reader import (
+    MemberWindow,
+    find_manifest,
+    is_descriptor_name,
+    open_file,
+    read_member_bytes,
+    scan_file,
+)
+
+HASH_BLOCK: Final = 8 * 1024 * 1024
+SIGNATURE_SUFFIX: Final = ".cert"
+
+# rule id -> (severity, what it means); the README and tests use these ids.
+RULES: Final[dict[str, tuple[str, str]]] = {
+    "archive.unreadable": (ERROR, "not a tar archive, or a damaged header"),
+    "archive.truncated": (ERROR, "the archive ends inside a header or a member"),
+    "archive.link-member": (ERROR, "a symbolic or hard link member"),
+    "archive.not-regular": (ERROR, "a directory, device, FIFO or unknown member type"),
+    "archive.path-traversal": (ERROR, "an absolute member name or one with '..'"),
+    "archive.duplicate": (ERROR, "two members with the same name"),
+    "archive.no-descriptor": (ERROR, "no .ovf member"),
+    "archive.ovf-not-first": (ERROR, "the .ovf is not the first member"),
+    "archive.extra-descriptor": (ERROR, "more than one .ovf member"),
+    "archive.missing-file": (ERROR, "a References/File that is not in the archive"),
+    "archive.size-mismatch": (ERROR, "a member whose size differs from its ovf:size"),
+    "archive.unreferenced": (WARNING, "a member the descriptor does not reference"),
+    "descriptor.unsafe-xml": (ERROR, "DTD, entity declarations or external references"),
+    "descriptor.invalid": (ERROR, "not an OVF descriptor vCenter can read"),
+    "descriptor.inconsistent": (ERROR, "References, DiskSection and hardware Items disagree"),
+    "manifest.missing": (WARNING, "no manifest: nothing proves the files are intact"),
+    "manifest.invalid": (ERROR, "a manifest line that is not ALGORITHM(file)= hex"),
+    "manifest.mismatch": (ERROR, "a member whose digest differs from the manifest"),
+    "manifest.unlisted": (ERROR, "a member the manifest does not list"),
+    "manifest.missing-file": (ERROR, "a manifest entry for a file not in the archive"),
+    "hardware.vmx-missing": (ERROR, "no vmx-NN VirtualSystemType"),
+    "hardware.vmx-too-old": (ERROR, "vmx-NN below --min-vmx"),
+    "boot.firmware-missing": (ERROR, "no firmware setting: vCenter imports the VM as BIOS"),
+    "boot.firmware-mismatch": (ERROR, "firmware differs from --firmware"),
+    "boot.bootorder-with-efi": (WARNING, "BootOrderSection in an EFI image"),
+    "boot.secure-boot-without-efi": (WARNING, "secure boot requested with BIOS firmware"),
+    "disk.not-vmdk": (ERROR, "a disk without a valid VMDK sparse header"),
+    "disk.not-stream-optimized": (ERROR, "a disk that is not a streamOptimized VMDK"),
+    "disk.capacity-mismatch": (ERROR, "a VMDK larger than its DiskSection capacity"),
+    "disk.unreadable": (ERROR, "the boot disk's grains or partition table cannot be read"),
+    "disk.no-esp": (ERROR, "an EFI image whose boot disk has no EFI System Partition"),
+    "disk.esp-not-fat": (ERROR, "an EFI System Partition without a FAT file system"),
+    "disk.no-efi-loader": (ERROR, "an ESP without an x86-64 EFI loader"),
+}
+
+_IMAGE_BUILDER_619: Final = "kubernetes-sigs/image-builder#619"
+
+
+def _required_vmx(min_vmx: str | int) -> int:
+    try:
+        return parse_vmx(min_vmx)
+    except ValueError as exc:
+        raise ConfigError(f"--min-vmx: {exc}") from None
+
+
+@dataclass
+class _Validation:
+    path: Path
+    fd: int
+    report: Report
+    min_vmx: int
+    firmware: str
+    check_digests: bool
+    scan: TarScan = field(default_factory=TarScan)
+    incomplete: set[str] = field(default_factory=set)
+
+    def error(self, rule: str, message: str) -> None:
+        self.report.error(rule, message)
+
+    def warning(self, rule: str, message: str) -> None:
+        self.report.warning(rule, message)
+
+    def member(self, name: str) -> Member | None:
+        return next((m for m in self.scan.members if m.name == name), None)
+
+    # -- archive ------------------------------------------------------------------------------
+
+    def check_archive(self) -> bool:
+        self.scan = scan_file(self.fd)
+        if self.scan.unreadable:
+            detail = self.scan.unreadable
+            where = "" if self.scan.members else " (not a tar archive)"
+            self.error("archive.unreadable", f"{self.path.name}{where}: {detail}")
+        if self.scan.truncated:
+            self.error("archive.truncated", f"{self.path.name} is truncated: {self.scan.truncated}")
+        self.incomplete = {m.name for m in self.scan.members if m.end > self.scan.file_size}
+        if not self.scan.members:
+            return False
+        seen: set[str] = set()
+        for member in self.scan.members:
+            name = member.name
+            if member.kind in ("symlink", "hardlink"):
+                self.error(
+                    "archive.link-member",
+                    f"member '{name}' is a {member.kind} to '{member.link_target}'; an OVA holds "
+                    "regular files only",
+                )
+            elif member.kind != "file":
+                self.error(
+                    "archive.not-regular",
+                    f"member '{name}' is a {member.kind}; an OVA holds regular files only",
+                )
+            parts = PurePosixPath(name).parts
+            if name.startswith("/") or ".." in parts or "\\" in name or not name:
+                self.error(
+                    "archive.path-traversal",
+                    f"member '{name}' is not a relative path inside the archive",
+                )
+            if name in seen:
+                self.error("archive.duplicate", f"member '{name}' appears more than once")
+            seen.add(name)
+        return True
+
+    def descriptor_member(self) -> Member | None:
+        descriptors = [m for m in self.scan.members if is_descriptor_name(m.name)]
+        if not descriptors:
+            self.error("archive.no-descriptor", f"{self.path.name} holds no .ovf descriptor")
+            return None
+        first = self.scan.members[0]
+        if first is not descriptors[0]:
+            self.error(
+                "archive.ovf-not-first",
+                f"the first member is '{first.name}', not the descriptor '{descriptors[0].name}'; "
+                "vCenter and ovftool read the OVF first",
+            )
+        for extra in descriptors[1:]:
+            self.error(
+                "archive.extra-descriptor",
+                f"member '{extra.name}' is a second descriptor beside '{descriptors[0].name}'",
+            )
+        return descriptors[0]
+
+    # -- descriptor ---------------------------------------------------------------------------
+
+    def parse(self, member: Member) -> Descriptor | None:
+        if member.name in self.incomplete or member.kind != "file":
+            return None
+        try:
+            data = read_member_bytes(self.fd, member, MAX_DESCRIPTOR_BYTES)
+        except ValueError as exc:
+            self.error("descriptor.invalid", f"{member.name}: {exc}")
+            return None
+        try:
+            descriptor = parse_descriptor(data)
+        except DescriptorError as exc:
+            self.error(exc.rule, f"{member.name}: {exc.message}")
+            return None
+        for problem in check_consistency(descriptor):
+            self.error("descriptor.inconsistent", f"{member.name}: {problem}")
+        return descriptor
+
+    def check_references(self, descriptor: Descriptor, ovf_name: str) -> None:
+        referenced = {ovf_name}
+        for ref in descriptor.files:
+            referenced.add(ref.href)
+            member = self.member(ref.href)
+            if member is None:
+                self.error(
+                    "archive.missing-file",
+                    f"{ovf_name}: References/File '{ref.href}' (id {ref.id}) is not in the "
+                    "archive",
+                )
+            elif ref.size is not None and member.size != ref.size and (
+                member.name not in self.incomplete
+            ):
+                self.error(
+                    "archive.size-mismatch",
+                    f"member '{ref.href}' is {member.size} bytes but its References/File "
+                    f"ovf:size is {ref.size}",
+                )
+        for member in self.scan.members:
+            lowered = member.name.lower()
+            if member.name in referenced or lowered.endswith((".mf", SIGNATURE_SUFFIX)):
+                continue
+            self.warning(
+                "archive.unreferenced",
+                f"member '{member.name}' is not referenced by {ovf_name}; vCenter ignores it",
+            )
+
+    def check_hardware(self, descriptor: Descriptor, ovf_name: str) -> None:
+        self.report.vmx = vmx_name(descriptor.vmx) if descriptor.vmx else descriptor.vmx_text
+        if descriptor.vmx is None:
+            self.error(
+                "hardware.vmx-missing",
+                f"{ovf_name}: VirtualSystemType "
+                f"{repr(descriptor.vmx_text) if descriptor.vmx_text else 'is missing'}"
+                f"{' names no vmx-NN version' if descriptor.vmx_text else ''}; at least "
+                f"{vmx_name(self.min_vmx)} is required ({describe_vmx_need(self.min_vmx)})",
+            )
+        elif descriptor.vmx < self.min_vmx:
+            runs_on = min_esxi_for(descriptor.vmx)
+            self.error(
+                "hardware.vmx-too-old",
+                f"{ovf_name}: VirtualSystemType is {vmx_name(descriptor.vmx)}"
+                f"{f' (ESXi {runs_on}+)' if runs_on else ''}; at least "
+                f"{vmx_name(self.min_vmx)} is required ({describe_vmx_need(self.min_vmx)})",
+            )
+
+    def check_boot(self, descriptor: Descriptor, ovf_name: str) -> None:
+        self.report.firmware = descriptor.firmware
+        self.report.secure_boot = descriptor.secure_boot
+        if descriptor.firmware is None:
+            if self.firmware != FIRMWARE_BIOS:
+                self.error(
+                    "boot.firmware-missing",
+                    f'{ovf_name}: no <vmw:Config vmw:key="firmware"> in VirtualHardwareSection; '
+                    f"vCenter imports the VM as BIOS, but {self.firmware} is required",
+                )
+        elif descriptor.firmware != self.firmware:
+            self.error(
+                "boot.firmware-mismatch",
+                f"{ovf_name}: firmware is '{descriptor.firmware}', {self.firmware} is required",
+            )
+        if descriptor.has_boot_order_section and descriptor.firmware == FIRMWARE_EFI:
+            self.warning(
+                "boot.bootorder-with-efi",
+                f"{ovf_name}: a vmw:BootOrderSection in an EFI image makes vCenter show it as "
+                f"BIOS ({_IMAGE_BUILDER_619}); remove the section",
+            )
+        if descriptor.secure_boot and descriptor.firmware != FIRMWARE_EFI:
+            self.warning(
+                "boot.secure-boot-without-efi",
+                f"{ovf_name}: secure boot is enabled but firmware is "
+                f"{descriptor.firmware or 'BIOS (missing)'}; secure boot needs EFI",
+            )
+
+    # -- manifest and digests -----------------------------------------------------------------
+
+    def manifest_entries(self, ovf: Member | None) -> dict[str, ManifestEntry]:
+        manifest = find_manifest(self.scan.members, ovf)
+        if manifest is None:
+            self.warning(
+                "manifest.missing",
+                f"{self.path.name} has no manifest (.mf): file digests cannot be checked",
+            )
+            return {}
+        if manifest.name in self.incomplete:
+            return {}
+        try:
+            entries = parse_manifest(read_member_bytes(self.fd, manifest, MAX_MANIFEST_BYTES))
+        except (ManifestError, ValueError) as exc:
+            self.error("manifest.invalid", f"{manifest.name}: {exc}")
+            return {}
+        names = {m.name for m in self.scan.members}
+        for name in entries:
+            if name not in names:
+                self.error(
+                    "manifest.missing-file",
+                    f"{manifest.name} lists '{name}', which is not in the archive",
+                )
+        for member in self.scan.members:
+            if member.name == manifest.name or member.name.lower().endswith(SIGNATURE_SUFFIX):
+                continue
+            if member.kind == "file" and member.name not in entries:
+                self.error(
+                    "manifest.unlisted",
+                    f"member '{member.name}' is not listed in {manifest.name}",
+                )
+        return entries
+
+    def check_digests_in_one_pass(self, entries: dict[str, ManifestEntry]) -> None:
+        targets = sorted(
+            (m for m in self.scan.members
+             if m.name in entries and m.kind == "file" and m.name not in self.incomplete),
+            key=lambda m: m.offset,
+        )
+        if not targets:
+            return
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        buffer = bytearray(HASH_BLOCK)
+        view = memoryview(buffer)
+        for member in targets:
+            entry = entries[member.name]
+            digest = entry.new_hash()
+            position, end = member.offset, member.end
+            while position < end:
+                count = os.preadv(self.fd, [view[: min(HASH_BLOCK, end - position)]], position)
+                if count <= 0:
+                    break
+                digest.update(view[:count])
+                position += count
+            actual = digest.hexdigest()
+            if not entry.matches(actual):
+                self.error(
+                    "manifest.mismatch",
+                    f"member '{member.name}': {entry.algorithm} is {actual}, the manifest says "
+                    f"{entry.digest}",
+                )
+
+    # -- disks --------------------------------------------------------------------------------
+
+    def check_disks(self, descriptor: Descriptor) -> None:
+        for position, disk in enumerate(descriptor.disks):
+            ref = descriptor.disk_file(disk)
+            member = self.member(ref.href) if ref else None
+            if member is None or member.name in self.incomplete or member.kind != "file":
+                continue
+            with MemberWindow(self.fd, member) as window:
+                result = check_vmdk(window, disk, member.name, disk.capacity_bytes)
+                self.report.findings.extend(result.findings)
+                if position == 0 and result.header is not None and (
+                    descriptor.firmware == FIRMWARE_EFI
+                ):
+                    self.report.findings.extend(check_efi_boot(window, disk, member.name))
+
+    def run(self) -> None:
+        if not self.check_archive():
+            return
+        ovf = self.descriptor_member()
+        descriptor = self.parse(ovf) if ovf else None
+        if ovf is not None and descriptor is not None:
+            self.check_references(descriptor, ovf.name)
+            self.check_hardware(descriptor, ovf.name)
+            self.check_boot(descriptor, ovf.name)
+        entries = self.manifest_entries(ovf)
+        if self.check_digests:
+            self.check_digests_in_one_pass(entries)
+        if descriptor is not None:
+            self.check_disks(descriptor)
+
+
+def validate_ova(
+    path: Path | str,
+    min_vmx: str | int = GPU_MIN_VMX,
+    firmware: str = FIRMWARE_EFI,
+    check_digests: bool = True,
+) -> Report:
+    """Check an OVA; a Report with findings. ConfigError (exit 2) if it cannot be opened.
+
+    ``check_digests=False`` skips hashing (the uploader verifies digests on its own read).
+    """
+    required_vmx = _required_vmx(min_vmx)
+    if firmware not in FIRMWARES:
+        raise ConfigError(f"--firmware {firmware!r}: expected one of {', '.join(FIRMWARES)}")
+    path = Path(path)
+    report = Report(path=str(path))
+    fd = open_file(path)
+    try:
+        _Validation(path, fd, report, required_vmx, firmware, check_digests).run()
+    finally:
+        os.close(fd)
+    return report
+
+
+def rule_severity(rule: str) -> str:
+    return RULES[rule][0]
+
+
+__all__ = ["RULES", "Finding", "rule_severity", "validate_ova"]
