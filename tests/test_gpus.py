@@ -162,3 +162,34 @@ def test_gpus_without_connection_settings() -> None:
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2 and "VSPHERE_SERVER" in result.stderr
+
+
+def test_query_config_target_failure_is_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyVmomi import vim, vmodl
+
+    from ovapipe.vsphere import gpus
+    from ovapipe.vsphere.inventory import Found
+
+    class Browser:
+        def QueryConfigTarget(self, host: Any) -> Any:
+            raise vmodl.fault.MethodNotFound(msg="does not implement: QueryConfigTarget")
+
+    cluster = vim.ClusterComputeResource("domain-c1")
+    host = Found(vim.HostSystem("host-1"), {
+        "name": "esx-1", "parent": cluster, "config.product.version": "7.0.3",
+        "config.pciPassthruInfo": [passthru(T4)], "hardware.pciDevice": [T4],
+    })
+
+    def retrieve(service: Any, vimtype: Any, paths: Any, root: Any = None) -> list[Found]:
+        if vimtype is vim.HostSystem:
+            return [host]
+        return [Found(cluster, {"name": "C1", "environmentBrowser": Browser()})]
+
+    monkeypatch.setattr(gpus.inventory, "datacenter", lambda service, name: Found(None, {}))
+    monkeypatch.setattr(gpus.inventory, "retrieve", retrieve)
+    found = gpus.list_gpus(object(), "DC1")
+    (entry,) = found.hosts
+    assert entry.compute_resource == "C1"
+    assert entry.devices[0].dynamic_passthrough is None
+    assert any("QueryConfigTarget failed" in note for note in entry.notes)
+    assert "Dynamic DirectPath I/O availability unknown" in found.render()
