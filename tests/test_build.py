@@ -1,0 +1,201 @@
+"""invoke build-ova end to end: real Packer against the simulator, whose installer writes the
+EFI test disk and powers the VM off. Failures and Ctrl-C must leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ovapipe.paths import REPO_ROOT
+
+pytestmark = [pytest.mark.simulator, pytest.mark.packer, pytest.mark.slow]
+
+PLACEMENT = {
+    "VSPHERE_DATACENTER": "DC0",
+    "VSPHERE_CLUSTER": "DC0_C0",
+    "VSPHERE_DATASTORE": "LocalDS_0",
+    "VSPHERE_NETWORK": "VM Network",
+}
+VM_GLOB = "ovapipe-*"
+
+
+def sets(name: str, *extra: str) -> list[str]:
+    args = [
+        "iso_url=", "iso_checksum=", 'iso_paths=["[LocalDS_0] iso/ubuntu-20.04.6.iso"]',
+        f"vm_name={name}", "boot_wait=1s", "shutdown_timeout=3m", "disk_size=8192",
+        # Packer 1.6.6 cannot pin a thumbprint; ovapipe checks the pin in preflight.
+        "insecure_connection=true", *extra,
+    ]
+    return [item for value in args for item in ("--set", value)]
+
+
+def build_env(sim: Any) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VSPHERE_", "PKR_VAR_"))}
+    return {**clean, **sim.env, **PLACEMENT}
+
+
+def invoke_argv(out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", "build-ova", "--out", str(out), *args]
+
+
+def run_build(sim: Any, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(invoke_argv(out, *args), cwd=REPO_ROOT, env=build_env(sim),
+                          capture_output=True, text=True, timeout=420)
+
+
+def vm_names(sim: Any) -> list[str]:
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.inventory import retrieve
+
+    with session(sim.connection) as service:
+        return sorted(vm.name for vm in retrieve(service, vim.VirtualMachine, ["name"]))
+
+
+def leftovers(out: Path) -> list[str]:
+    """Anything in the output folder but a kept Packer log."""
+    if not out.exists():
+        return []
+    return sorted(p.name for p in out.iterdir() if not p.name.endswith(".packer.log"))
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def build_sim(make_simulator: Callable[..., Any], efi_vmdk: Path) -> Any:
+    return make_simulator(installer_vm=VM_GLOB, installer_disk=efi_vmdk, installer_seconds=2)
+
+
+def test_build_ova_gives_a_validated_vmx17_efi_ova(build_sim: Any, tmp_path: Path) -> None:
+    from ovapipe.validators.ova import validate_ova
+
+    name = "ovapipe-node"
+    out = tmp_path / "output"
+    before = vm_names(build_sim)
+    result = run_build(build_sim, out, *sets(name))
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    folder = out / name
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{name}.ova", f"{name}.ova.sha256", "packer-vars.json", "packer.log", "build.json"]
+    )
+    assert leftovers(out) == [name]
+    report = validate_ova(folder / f"{name}.ova", min_vmx=17, firmware="efi")
+    assert report.ok, report.render()
+    assert report.vmx == "vmx-17"
+    assert report.firmware == "efi"
+    assert "disk.no-esp" not in report.rules()
+
+    record = json.loads((folder / "build.json").read_text())
+    sha256 = (folder / f"{name}.ova.sha256").read_text().split()[0]
+    assert record["checksums"][f"{name}.ova"]["sha256"] == sha256
+    assert [t["step"] for t in record["timings"]][:3] == ["preflight", "render vars",
+                                                          "packer build"]
+    assert record["versions"]["packer"] == "1.6.6"
+    assert record["inputs"]["variables"]["vmx_version"] == 17
+
+    # The boot command was typed into the VM's console.
+    typed = build_sim.typed_text(name)
+    assert "linux /casper/vmlinuz autoinstall" in typed
+    assert "ovapipe.kubernetes_version=1.30.5" in typed
+
+    # The build VM is gone; nothing else changed.
+    assert vm_names(build_sim) == before
+
+    # No secret in any file written.
+    password = build_sim.env["VSPHERE_PASSWORD"]
+    for path in folder.iterdir():
+        data = path.read_bytes()
+        assert re.search(rb"\b" + re.escape(password.encode()) + rb"\b", data) is None, path
+    assert "password" not in json.loads((folder / "packer-vars.json").read_text())
+
+
+def test_keep_vm_keeps_the_build_vm(build_sim: Any, tmp_path: Path) -> None:
+    name = "ovapipe-kept"
+    result = run_build(build_sim, tmp_path, *sets(name), "--keep-vm")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert name in vm_names(build_sim)
+
+
+def test_vmx_15_fails_before_packer_runs(build_sim: Any, tmp_path: Path) -> None:
+    before = vm_names(build_sim)
+    result = run_build(build_sim, tmp_path, *sets("ovapipe-old", "vmx_version=15"))
+    assert result.returncode == 2
+    assert "vmx_version (from --set): got 15; GPU profile ubuntu-2004-efi needs 17" \
+        in result.stderr
+    assert "packer" not in result.stderr.lower().replace("packer/ubuntu-2004-efi", "")
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+    assert vm_names(build_sim) == before
+
+
+def test_a_packer_failure_leaves_nothing_behind(build_sim: Any, tmp_path: Path) -> None:
+    before = vm_names(build_sim)
+    # The simulated install powers off 2 s after the last keystroke; Packer gives up first.
+    result = run_build(build_sim, tmp_path, *sets("ovapipe-fails", "shutdown_timeout=1ms"))
+    assert result.returncode == 1
+    assert "error: step 'packer build' failed: packer build failed (exit 1)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert vm_names(build_sim) == before
+    assert leftovers(tmp_path) == []
+    assert (tmp_path / "ovapipe-fails.packer.log").exists()
+
+
+def test_a_simulator_that_goes_away_leaves_no_output(
+    make_simulator: Callable[..., Any], efi_vmdk: Path, tmp_path: Path
+) -> None:
+    # A long install, so the build is still waiting when the simulator stops.
+    sim = make_simulator(installer_vm=VM_GLOB, installer_disk=efi_vmdk, installer_seconds=600)
+    name = "ovapipe-orphan"
+    process = subprocess.Popen(invoke_argv(tmp_path, *sets(name)), cwd=REPO_ROOT,
+                               env=build_env(sim), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: name in vm_names(sim), "the build VM")
+        sim.stop()
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, stderr[-3000:]
+    assert "error: step 'packer build' failed" in stderr
+    assert "Traceback" not in stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_ctrl_c_stops_packer_and_removes_the_vm(build_sim: Any, tmp_path: Path) -> None:
+    name = "ovapipe-cancelled"
+    before = vm_names(build_sim)
+    # A terminal's Ctrl-C goes to the foreground process group: here, the new session's.
+    process = subprocess.Popen(invoke_argv(tmp_path, *sets(name, "shutdown_timeout=5m")),
+                               cwd=REPO_ROOT, env=build_env(build_sim),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        wait_for(lambda: name in vm_names(build_sim), "the build VM")
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted during step 'packer build'" in stderr
+    assert vm_names(build_sim) == before
+    assert leftovers(tmp_path) == []
