@@ -199,3 +199,35 @@ def test_ctrl_c_stops_packer_and_removes_the_vm(build_sim: Any, tmp_path: Path) 
     assert "interrupted during step 'packer build'" in stderr
     assert vm_names(build_sim) == before
     assert leftovers(tmp_path) == []
+
+
+def test_preflight_refuses_a_cluster_that_cannot_create_vmx17(
+    make_simulator: Callable[..., Any], efi_vmdk: Path, tmp_path: Path
+) -> None:
+    sim = make_simulator(esx_version="6.7.0", installer_vm=VM_GLOB, installer_disk=efi_vmdk)
+    before = vm_names(sim)
+    result = run_build(sim, tmp_path, *sets("ovapipe-too-new"))
+    assert result.returncode == 1
+    assert (
+        "error: step 'preflight' failed: cluster DC0_C0 cannot create vmx-17: vmx-17 needs "
+        "ESXi 7.0 or newer (hosts: DC0_C0_H0 ESXi 6.7.0, DC0_C0_H1 ESXi 6.7.0, "
+        "DC0_C0_H2 ESXi 6.7.0; creatable: "
+    ) in result.stderr
+    assert "packer build" not in result.stderr
+    assert vm_names(sim) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_preflight_refuses_an_existing_vm_of_the_same_name(
+    build_sim: Any, tmp_path: Path
+) -> None:
+    existing = "DC0_C0_RP0_VM0"
+    before = vm_names(build_sim)
+    assert existing in before
+    result = run_build(build_sim, tmp_path, *sets(existing))
+    assert result.returncode == 2
+    assert (
+        f"error: step 'preflight' failed: a VM named {existing} already exists in datacenter "
+        "DC0: delete it, or build under another name with --set vm_name=..."
+    ) in result.stderr
+    assert vm_names(build_sim) == before
