@@ -270,7 +270,10 @@ def hold_lease(
             lease.HttpNfcLeaseProgress(percent=100)
             lease.HttpNfcLeaseComplete()
         except Exception as exc:
-            raise VSphereError(f"could not complete the lease: {_fault_message(exc)}") from None
+            raise VSphereError(
+                "could not complete the lease (it was aborted or timed out on the server "
+                f"side): {_fault_message(exc)}"
+            ) from None
     except BaseException as exc:
         if keepalive is not None:
             keepalive.stop()
@@ -443,9 +446,12 @@ def upload(
                 + (f": {text[:200]}" if text else "")
             )
     except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        progress_text = (
+            f"all {sent} bytes were sent but not confirmed" if sent == stream.size
+            else f"after {sent} of {stream.size} bytes"
+        )
         raise VSphereError(
-            f"upload of {stream.name} failed after {sent} of {stream.size} bytes: "
-            f"{_describe(exc)}"
+            f"upload of {stream.name} failed ({progress_text}): {_describe(exc)}"
         ) from None
     finally:
         if conn is not None:
