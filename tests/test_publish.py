@@ -10,9 +10,14 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -247,13 +252,21 @@ def test_wrong_password_is_a_config_error(simulator: Any, efi_ova: Path, tmp_pat
 
 # ---- faults during the upload ----------------------------------------------------------------
 
-class CuttingProxy:
-    """A TCP proxy in front of the simulator that drops any connection after ``limit`` bytes
-    from the client: SOAP calls are small, so only a disk upload is cut, mid-disk."""
+class Proxy:
+    """A TCP proxy in front of the simulator that watches what each client connection sends.
 
-    def __init__(self, target_port: int, limit: int) -> None:
+    ``limit``: drop a connection once it has sent that many bytes (SOAP calls are small, so
+    only a disk upload is cut, mid-disk). ``throttle``: seconds to sleep per 64 KiB sent.
+    ``uploading`` is set once a connection has sent ``signal_after`` bytes.
+    """
+
+    def __init__(self, target_port: int, limit: int | None = None, throttle: float = 0.0,
+                 signal_after: int = 256 * 1024) -> None:
         self.target_port = target_port
         self.limit = limit
+        self.throttle = throttle
+        self.signal_after = signal_after
+        self.uploading = threading.Event()
         self.cuts = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -275,9 +288,13 @@ class CuttingProxy:
         try:
             while data := source.recv(1 << 16):
                 sent += len(data)
-                if upstream and sent > self.limit:
+                if upstream and sent > self.signal_after:
+                    self.uploading.set()
+                if upstream and self.limit is not None and sent > self.limit:
                     self.cuts += 1
                     break
+                if upstream and self.throttle:
+                    time.sleep(self.throttle)
                 sink.sendall(data)
         except OSError:
             pass
@@ -295,7 +312,7 @@ def test_a_connection_dropped_mid_disk_leaves_nothing(
     simulator: Any, efi_ova: Path, tmp_path: Path, lease_spy: LeaseSpy
 ) -> None:
     before = inventory(simulator.connection)
-    proxy = CuttingProxy(simulator.connection.port, limit=600 * 1024)
+    proxy = Proxy(simulator.connection.port, limit=600 * 1024)
     try:
         through_proxy = replace(simulator.connection, port=proxy.port)
         with pytest.raises(StepFailed) as failure:
@@ -450,3 +467,33 @@ def test_a_missing_datacenter_among_several_names_it_and_keeps_the_others(
     assert "DC7: step 'preflight' failed: datacenter 'DC7' not found" in str(failure.value)
     assert failure.value.exit_code == 2
     assert read_template(simulator.connection, NAME)["config.template"] is True
+
+
+def test_sigint_to_invoke_publish_mid_upload_exits_130_and_leaves_nothing(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    """The real Ctrl-C: SIGINT to `invoke publish` while the disk is on the wire (the proxy
+    slows the upload down so that it is)."""
+    before = inventory(simulator.connection)
+    proxy = Proxy(simulator.connection.port, throttle=0.05)
+    env = {**os.environ, **simulator.env,
+           "VSPHERE_SERVER": f"127.0.0.1:{proxy.port}", "INVOKE_OVAPIPE_OUTPUT": str(tmp_path)}
+    command = [sys.executable, "-m", "invoke", "publish", "--ova", str(efi_ova),
+               "--datacenter", "DC0", "--cluster", "DC0_C0", "--datastore", "LocalDS_0",
+               "--network", "VM Network"]
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(command, cwd=root, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proxy.uploading.wait(timeout=60), "the upload never started"
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        proxy.close()
+    assert process.returncode == 130, err
+    assert "interrupted during step 'import'" in err
+    assert "Traceback" not in err
+    assert inventory(simulator.connection) == before
+    assert not record_path(tmp_path, NAME, "DC0").exists()
