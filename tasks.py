@@ -249,7 +249,33 @@ def cluster_template(c: Context, in_=None, out=None, publish_record=None, templa
 def nightly(c: Context, profile=None, datacenter=None, keep=3, report="output/report",
             resume=False):
     """The nightly image job: build, validate, publish, verify, hand off."""
-    raise not_implemented("nightly")
+    import os
+    import sys
+    from pathlib import Path
+
+    from ovapipe import config
+    from ovapipe.nightly import NightlyRequest, run_nightly
+
+    settings = c.config.get("ovapipe", {})
+    env = os.environ
+    with exits():
+        report_dir = Path(report)
+        result = run_nightly(NightlyRequest(
+            profiles=tuple(profile or ["ubuntu-2004-efi"]),
+            datacenters=tuple(datacenter or filter(None, [env.get(config.ENV_DATACENTER)])),
+            keep=int(keep), report_dir=report_dir, resume=resume,
+            output_dir=Path(settings.get("output") or "output"),
+            cluster=env.get(config.ENV_CLUSTER),
+            datastore=settings.get("datastore") or env.get(config.ENV_DATASTORE),
+            network=settings.get("network") or env.get(config.ENV_NETWORK),
+            folder=settings.get("folder") or env.get(config.ENV_FOLDER),
+            concurrency=int(settings.get("publish_concurrency") or 2),
+        ), env)
+        print(result.summary())
+        print(f"report: {report_dir / 'report.json'}, {report_dir / 'junit.xml'}",
+              file=sys.stderr)
+    if not result.ok:
+        raise invoke.Exit(code=1)
 
 
 @task(
@@ -294,7 +320,12 @@ def test_disk(c: Context, kind="efi", out="output/test-efi.vmdk", size_mb=64):
 @task
 def demo(c: Context):
     """The whole pipeline end to end against the embedded simulator."""
-    raise not_implemented("demo")
+    from ovapipe.demo import run_demo
+
+    with exits():
+        report = run_demo()
+    if not report.ok:
+        raise invoke.Exit(code=1)
 
 
 namespace = Collection(

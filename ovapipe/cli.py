@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import traceback
 from collections.abc import Iterator
 
 from invoke.exceptions import Exit
@@ -21,6 +23,13 @@ def exits() -> Iterator[None]:
         raise Exit(f"error: {exc.message}", exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit(f"error: {Interrupted('interrupted').message}", Interrupted.exit_code) from None
+    except Exception as exc:
+        if os.environ.get("OVAPIPE_DEBUG"):
+            traceback.print_exc()
+        raise Exit(
+            f"error: internal error: {type(exc).__name__}: {exc} "
+            "(a bug in ovapipe: please report it; OVAPIPE_DEBUG=1 shows the traceback)", 1
+        ) from None
 
 
 def not_implemented(task: str) -> Exit:

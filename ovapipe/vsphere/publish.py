@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -58,6 +58,8 @@ class PublishOptions:
     output_dir: Path = OUTPUT_DIR
     min_vmx: int = GPU_MIN_VMX
     firmware: str = FIRMWARE_EFI
+    # Extra facts recorded on the template beside the OVA's build facts (e.g. nightly marks).
+    facts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -319,6 +321,7 @@ def step_enforce(state: DatacenterRun, run: Run) -> None:
     sha = state.ova.identity(state.progress)
     facts = {f"build.{k}": v for k, v in descriptor.product.items()}
     facts["published"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    facts.update(state.options.facts)
     spec.annotation = TemplateRecord(sha, state.ova.index.path.name, facts).annotation()
     reconfigure(state.vm, spec, f"reconfiguring {state.import_name}")
     if changes:

@@ -1,0 +1,362 @@
+"""The nightly image job: every stage for every profile, a report, retention and a lock.
+
+Stages per profile: vars -> build-ova -> validate-ova -> publish [DC] -> validate-template [DC]
+-> gpus [DC] -> cluster-template [DC] -> retention [DC]. A failed stage skips the rest of its
+profile; retention runs only for a datacenter whose new template passed validate-template, and
+deletes only templates the nightly job made (marked in their annotation).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from ovapipe.config import Connection, connection_from_env
+from ovapipe.errors import CheckFailed, ConfigError, OvapipeError
+from ovapipe.files import write_json
+from ovapipe.paths import REPO_ROOT
+from ovapipe.report import NightlyReport, StageResult
+from ovapipe.retention import NightlyTemplate, to_delete
+
+NIGHTLY_PROFILE_FACT: Final = "nightly.profile"
+NIGHTLY_BUILD_FACT: Final = "nightly.build_id"
+STATE_FILE: Final = "state.json"
+REUSABLE_STAGES: Final = ("vars", "build-ova", "validate-ova")
+
+
+@dataclass(frozen=True)
+class NightlyRequest:
+    profiles: tuple[str, ...]
+    datacenters: tuple[str, ...]
+    keep: int = 3
+    report_dir: Path = Path("output/report")
+    output_dir: Path = Path("output")
+    resume: bool = False
+    var_files: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    cluster: str | None = None
+    datastore: str | None = None
+    network: str | None = None
+    folder: str | None = None
+    concurrency: int = 2
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "nogit"
+
+
+def build_stamp(now: dt.datetime | None = None) -> str:
+    """UTC date and time, sortable: 20261128-031500."""
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
+
+
+def image_name(profile: str, stamp: str, commit: str) -> str:
+    """The build id of one profile's nightly artifacts: the OVA, its folder, its templates."""
+    return f"{profile}-{stamp}-{commit}"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Profile:
+    name: str
+    image: str
+    output: Path | None = None
+    ova: Path | None = None
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: str | None = None
+
+
+@dataclass
+class _Stages:
+    """Runs stages, times them, records them in the report and writes it after each one."""
+
+    report: NightlyReport
+    folder: Path
+    log: TextIO
+    heartbeat: Callable[[], None] = lambda: None
+
+    def run(self, stage: str, target: str, action: Callable[[], dict[str, str] | None],
+            *, reused: dict[str, str] | None = None) -> bool:
+        started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        clock = time.monotonic()
+        if reused is not None:
+            self._add(StageResult(stage, "reused", started, 0.0, target,
+                                  "artifacts verified, stage reused", reused))
+            return True
+        self.log.write(f"==> {stage} [{target}]\n")
+        self.log.flush()
+        try:
+            self.heartbeat()
+            artifacts = action() or {}
+        except OvapipeError as exc:
+            self._add(StageResult(stage, "failed", started, time.monotonic() - clock, target,
+                                  exc.message))
+            return False
+        self._add(StageResult(stage, "ok", started, time.monotonic() - clock, target,
+                              artifacts.pop("_message", ""), artifacts))
+        return True
+
+    def skip(self, stage: str, target: str, why: str) -> None:
+        started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self._add(StageResult(stage, "skipped", started, 0.0, target, why))
+
+    def _add(self, result: StageResult) -> None:
+        self.report.stages.append(result)
+        self.report.write(self.folder)
+
+
+class _State:
+    """Finished stages and their artifacts' checksums, for --resume."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    def reusable(self, profile: str, stage: str) -> dict[str, str] | None:
+        entry = self.data.get("profiles", {}).get(profile, {}).get(stage)
+        if not entry:
+            return None
+        for artifact, digest in entry.get("checksums", {}).items():
+            path = Path(artifact)
+            if not path.is_file() or sha256_of(path) != digest:
+                return None
+        return dict(entry.get("artifacts", {}))
+
+    def finished(self, profile: str, stage: str, artifacts: Mapping[str, str],
+                 files: Sequence[Path]) -> None:
+        entry = {"artifacts": dict(artifacts),
+                 "checksums": {str(p): sha256_of(p) for p in files}}
+        self.data.setdefault("profiles", {}).setdefault(profile, {})[stage] = entry
+        write_json(self.path, self.data)
+
+
+def _previous_stamp(state: _State) -> tuple[str, str] | None:
+    stamp, commit = state.data.get("stamp"), state.data.get("commit")
+    return (stamp, commit) if stamp and commit else None
+
+
+def run_nightly(request: NightlyRequest, env: Mapping[str, str], log: TextIO | None = None,
+                ) -> NightlyReport:
+    """Run the job; returns the report (also written to ``request.report_dir``)."""
+    log = log or sys.stderr
+    if not request.profiles:
+        raise ConfigError("no profile given: pass --profile NAME (repeatable)")
+    if not request.datacenters:
+        raise ConfigError("no datacenter given: pass --datacenter NAME or set VSPHERE_DATACENTER")
+    if request.keep < 1:
+        raise ConfigError(f"--keep {request.keep}: keep at least 1 (the template just published)")
+    from ovapipe.varfiles import load_profile
+
+    for profile in request.profiles:
+        load_profile(profile)  # an unknown profile is a usage error before anything starts
+
+    connection = connection_from_env(env, prompt=False)
+    state = _State(request.report_dir / STATE_FILE)
+    stamp, commit = build_stamp(), git_commit()
+    if request.resume and (previous := _previous_stamp(state)):
+        stamp, commit = previous
+    else:
+        state.data = {"stamp": stamp, "commit": commit}
+    build_id = f"{stamp}-{commit}"
+    report = NightlyReport(build_id, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    stages = _Stages(report, request.report_dir, log)
+
+    from ovapipe.vsphere.lock import NightlyLock
+
+    lock = NightlyLock(connection, build_id)
+
+    def take_lock() -> dict[str, str]:
+        lock.acquire()
+        return {"_message": f"held by {lock.holder.describe()}"}
+
+    if not stages.run("lock", "vcenter", take_lock):
+        return report
+    stages.heartbeat = lock.heartbeat
+    try:
+        for profile in request.profiles:
+            job = _Profile(profile, image_name(profile, stamp, commit))
+            _run_profile(request, job, connection, env, state, stages, log)
+    finally:
+        lock.release()
+    return report
+
+
+def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
+                 env: Mapping[str, str], state: _State, stages: _Stages, log: TextIO) -> None:
+    sets = (*request.sets, f"vm_name={job.image}")
+    job.output = request.output_dir / job.image
+
+    def do_vars() -> dict[str, str]:
+        from ovapipe.varfiles import resolve, write_vars
+
+        resolved = resolve(job.name, request.var_files, sets, env=env)
+        written = write_vars(resolved, job.output or request.output_dir)
+        state.finished(job.name, "vars", {"packer-vars.json": str(written)}, [written])
+        return {"packer-vars.json": str(written)}
+
+    def do_build() -> dict[str, str]:
+        from ovapipe.build import BuildRequest, build_ova
+
+        result = build_ova(BuildRequest(job.name, request.var_files, sets,
+                                        out=request.output_dir), env=env, log=log)
+        job.ova = result.ova
+        artifacts = {"ova": str(result.ova), "sha256": result.sha256}
+        state.finished(job.name, "build-ova", artifacts, [result.ova])
+        return artifacts
+
+    def do_validate_ova() -> dict[str, str]:
+        from ovapipe.validators.ova import validate_ova
+
+        assert job.ova is not None
+        report = validate_ova(job.ova)
+        if not report.ok:
+            raise CheckFailed("; ".join(f"{f.rule}: {f.message}" for f in report.errors))
+        artifacts = {"ova": str(job.ova), "_message": f"{report.vmx} {report.firmware}"}
+        state.finished(job.name, "validate-ova", {"ova": str(job.ova)}, [job.ova])
+        return artifacts
+
+    steps: list[tuple[str, Callable[[], dict[str, str]]]] = [
+        ("vars", do_vars), ("build-ova", do_build), ("validate-ova", do_validate_ova)]
+    for stage, action in steps:
+        reused = state.reusable(job.name, stage) if request.resume else None
+        if reused and "ova" in reused:
+            job.ova = Path(reused["ova"])
+        if not stages.run(stage, job.name, action, reused=reused):
+            return _skip_rest(request, job, stages, stage)
+
+    for datacenter in request.datacenters:
+        _run_datacenter(request, job, datacenter, connection, stages, log)
+
+
+def _skip_rest(request: NightlyRequest, job: _Profile, stages: _Stages, failed: str) -> None:
+    why = f"skipped: {failed} failed"
+    for stage in ("publish", "validate-template", "gpus", "cluster-template", "retention"):
+        for datacenter in request.datacenters:
+            stages.skip(stage, f"{job.name}/{datacenter}", why)
+
+
+def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
+                    connection: Connection, stages: _Stages, log: TextIO) -> None:
+    # Each stage logs in for itself: the build outlasts vCenter's idle-session timeout.
+    from ovapipe.vsphere.connect import session
+
+    target = f"{job.name}/{datacenter}"
+    found: dict[str, Any] = {}
+
+    def do_publish() -> dict[str, str]:
+        from ovapipe.vsphere.publish import PublishOptions, publish
+
+        assert job.ova is not None
+        options = PublishOptions(
+            ova=job.ova, datacenters=(datacenter,), cluster=request.cluster,
+            datastore=request.datastore, network=request.network, folder=request.folder,
+            name=job.image, concurrency=request.concurrency, output_dir=request.output_dir,
+            facts={NIGHTLY_PROFILE_FACT: job.name, NIGHTLY_BUILD_FACT: job.image},
+        )
+        (record,) = publish(options, connection, log=log)
+        job.records[datacenter] = record
+        return {"template": str(record["inventory_path"]), "moref": str(record["moref"])}
+
+    def do_validate_template() -> dict[str, str]:
+        from ovapipe.validators.template import validate_template
+
+        with session(connection) as service:
+            report = validate_template(service, datacenter, job.image)
+        if not report.ok:
+            raise CheckFailed("; ".join(f"{f.rule}: {f.message}" for f in report.errors))
+        return {"_message": f"{report.vmx} {report.firmware}"}
+
+    def do_gpus() -> dict[str, str]:
+        from ovapipe.vsphere.gpus import list_gpus
+
+        with session(connection) as service:
+            inventory = list_gpus(service, datacenter, request.cluster)
+        found["groups"] = [g for g in inventory.summary if g.enabled]
+        text = "; ".join(f"{g.name} ({g.pci_id.hex}): {g.hosts} hosts, {g.enabled} enabled"
+                         for g in found["groups"])
+        return {"_message": text or "no passthrough GPUs enabled"}
+
+    def do_cluster_template() -> dict[str, str]:
+        from ovapipe.clustertemplate import ClusterTemplateRequest
+        from ovapipe.clustertemplate import run as cluster_template
+        from ovapipe.vsphere.publish import record_path
+
+        assert job.output is not None
+        record = record_path(request.output_dir, job.image, datacenter)
+        out = job.output / f"cluster-template-{datacenter}.yaml"
+        gpus = [f"{g.pci_id.hex}" for g in found.get("groups", [])[:1]]
+        result = cluster_template(ClusterTemplateRequest(out_path=out, publish_record=record,
+                                                         gpus=gpus))
+        for message in result.messages():
+            log.write(f"{message}\n")
+        return {"manifest": str(out)}
+
+    def do_retention() -> dict[str, str]:
+        with session(connection) as service:
+            deleted = apply_retention(service, datacenter, job.name, request.keep, {job.image})
+        return {"_message": f"deleted {', '.join(deleted)}" if deleted else "nothing to delete"}
+
+    for stage, action in (("publish", do_publish), ("validate-template", do_validate_template),
+                          ("gpus", do_gpus), ("cluster-template", do_cluster_template)):
+        if not stages.run(stage, target, action):
+            remaining = ("validate-template", "gpus", "cluster-template", "retention")
+            for later in remaining[remaining.index(stage) + 1 if stage in remaining else 0:]:
+                stages.skip(later, target, f"skipped: {stage} failed")
+            return
+    stages.run("retention", target, do_retention)
+
+
+def nightly_templates(service: Any, datacenter: str) -> Iterator[tuple[Any, NightlyTemplate]]:
+    """Templates in ``datacenter`` that the nightly job made (by its marks in the annotation)."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.inventory import datacenter as find_datacenter
+    from ovapipe.vsphere.inventory import retrieve
+    from ovapipe.vsphere.template import record_of
+
+    dc = find_datacenter(service, datacenter)
+    for vm in retrieve(service, vim.VirtualMachine,
+                       ["name", "config.template", "config.annotation"], dc.obj):
+        record = record_of(vm)
+        if not (vm.get("config.template") and record):
+            continue
+        profile = record.facts.get(NIGHTLY_PROFILE_FACT)
+        build_id = record.facts.get(NIGHTLY_BUILD_FACT)
+        if profile and build_id:
+            yield vm.obj, NightlyTemplate(vm.name, datacenter, profile, build_id)
+
+
+def apply_retention(service: Any, datacenter: str, profile: str, keep: int,
+                    just_published: set[str]) -> list[str]:
+    from ovapipe.vsphere.template import destroy
+
+    found = [(obj, t) for obj, t in nightly_templates(service, datacenter) if t.profile == profile]
+    by_name = {t.name: obj for obj, t in found}
+    deleted = []
+    for template in to_delete([t for _, t in found], keep, just_published):
+        destroy(by_name[template.name], template.name)
+        deleted.append(template.name)
+    return deleted
