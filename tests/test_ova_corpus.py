@@ -124,6 +124,12 @@ def _random(tmp: Path, d: Disks) -> Path:
     return path
 
 
+def _empty(tmp: Path, d: Disks) -> Path:
+    path = tmp / "empty.ova"
+    path.write_bytes(b"")
+    return path
+
+
 def _manifest(edit: Callable[[bytes, bytes], bytes]) -> Build:
     def build(tmp: Path, d: Disks) -> Path:
         ovf = ovf_text(d.efi)
@@ -143,7 +149,7 @@ def _flip_last_hex(manifest: bytes, _disk: bytes) -> bytes:
 CORPUS: dict[str, tuple[Build, set[str]]] = {
     "truncated tar": (_truncated, {"archive.truncated"}),
     "random bytes": (_random, {"archive.unreadable"}),
-    "empty file": (lambda t, d: (t / "e.ova").touch() or t / "e.ova", {"archive.unreadable"}),
+    "empty file": (_empty, {"archive.unreadable"}),
     "path traversal": (
         lambda t, d: make_ova(t / "p.ova", ovf_text(d.efi), d.efi,
                               extra=[Entry("../../etc/cron.d/evil", b"* * * * * root id\n")]),
@@ -320,12 +326,10 @@ def test_warnings_do_not_fail(tmp_path: Path, disks: Disks) -> None:
 def test_other_manifest_algorithms(tmp_path: Path, disks: Disks, algorithm: str) -> None:
     path = make_ova(tmp_path / "a.ova", ovf_text(disks.efi), disks.efi, algorithm=algorithm)
     assert validate_ova(path).findings == []
-    bad = _manifest(_flip_last_hex)
     ovf = ovf_text(disks.efi)
     good = manifest_for([Entry("node.ovf", ovf.encode()), Entry(DISK_NAME, disks.efi)], algorithm)
     broken = make_ova(tmp_path / "b.ova", ovf, disks.efi, manifest=_flip_last_hex(good, b""))
     assert error_rules(validate_ova(broken)) == {"manifest.mismatch"}
-    assert bad  # the sha256 variant is in CORPUS
 
 
 def test_check_digests_false_skips_hashing(tmp_path: Path, disks: Disks) -> None:

@@ -16,6 +16,7 @@ STREAM_OPTIMIZED: Final = "streamOptimized"
 _HEADER: Final = struct.Struct("<4sIIQQQQIQQQB4sH")
 _CREATE_TYPE_RE = re.compile(rb'^\s*createType\s*=\s*"?([A-Za-z0-9_]+)"?', re.MULTILINE)
 MAX_EMBEDDED_DESCRIPTOR: Final = 64 * 1024
+MAX_DESCRIPTOR_SECTOR: Final = 1 << 32  # the descriptor sits near the start; 2 TiB is absurd
 
 
 class VmdkError(Exception):
@@ -76,6 +77,8 @@ def read_vmdk_header(handle: BinaryIO) -> VmdkHeader:
         raise VmdkError(f"grain size {grain} sectors is not a power of two")
     create_type = None
     if descriptor_offset and descriptor_size:
+        if descriptor_offset > MAX_DESCRIPTOR_SECTOR:
+            raise VmdkError(f"embedded descriptor at sector {descriptor_offset}: beyond any VMDK")
         length = min(descriptor_size * SECTOR, MAX_EMBEDDED_DESCRIPTOR)
         handle.seek(descriptor_offset * SECTOR)
         text = handle.read(length).split(b"\0", 1)[0]
