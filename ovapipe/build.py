@@ -194,8 +194,8 @@ def render_vars(state: BuildState, run: Run) -> None:
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     state.staging = staging
-    run.always("remove the partial output folder", lambda: shutil.rmtree(staging,
-                                                                          ignore_errors=True))
+    run.on_failure("remove the partial output folder",
+                   lambda: shutil.rmtree(staging, ignore_errors=True))
     write_json(staging / PACKER_VARS_FILE, state.resolved.packer_vars())
     run.say(f"render vars: {staging / PACKER_VARS_FILE}")
 
@@ -239,7 +239,8 @@ def export_disks(state: BuildState, run: Run) -> None:
 
     assert state.staging is not None
     target = state.staging / "export"
-    run.always("remove the exported disks", lambda: shutil.rmtree(target, ignore_errors=True))
+    run.on_failure("remove the exported disks",
+                   lambda: shutil.rmtree(target, ignore_errors=True))
     with session(state.connection) as service:
         vm = find_vm(service, state.name, state.datacenter)
         exported = export_vm(service, vm, state.connection, target, stream=state.log)
