@@ -27,7 +27,7 @@ from ovapipe.ova.archive import Member
 from ovapipe.ova.reader import OvaIndex, read_ova
 from ovapipe.paths import OUTPUT_DIR
 from ovapipe.progress import Progress
-from ovapipe.steps import Run, Step, run_steps
+from ovapipe.steps import Run, Step, run_steps, sigterm_as_interrupt
 from ovapipe.vsphere.placement import Placement, PlacementRequest, resolve_placement
 from ovapipe.vsphere.preflight import (
     NameDecision,
@@ -127,9 +127,7 @@ def check_ova(path: Path, *, min_vmx: int, firmware: str, name: str | None) -> C
         if not expected.matches(seen):
             raise CheckFailed(f"{path}: {index.descriptor_member.name} does not match its "
                               f"{expected.algorithm} in the manifest; the OVA is corrupt")
-    template_name = name or index.descriptor.name or path.stem
-    if path.name.endswith(".ova") and not name:
-        template_name = path.name[: -len(".ova")]
+    template_name = name or path.name.removesuffix(".ova")
     return CheckedOva(index, descriptor.decode("utf-8"), template_name, sidecar_sha256(path))
 
 
@@ -147,6 +145,7 @@ class DatacenterRun:
     placement: Placement | None = None
     decision: NameDecision = field(default_factory=lambda: NameDecision("create"))
     import_name: str = ""
+    parked_name: str = ""
     vm: Any = None
     ova_sha256: str | None = None
     record: dict[str, Any] = field(default_factory=dict)
@@ -381,22 +380,33 @@ def _snapshots(vm: Any) -> list[str]:
 
 
 def step_swap(state: DatacenterRun, run: Run) -> None:
-    """--replace: rename the old template away, the new one in, then delete the old one."""
+    """--replace: rename the old template away and the new one in (undone on failure)."""
     if state.decision.mode != "replace":
         return
-    from ovapipe.vsphere.template import destroy, rename
+    from ovapipe.vsphere.template import rename
 
     old = state.decision.existing
     assert old is not None
-    parked = f"{state.name}.ovapipe-old-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}"
+    state.parked_name = f"{state.name}.ovapipe-old-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}"
+    parked = state.parked_name
     rename(old.obj, state.name, parked)
     run.on_failure(f"rename {parked} back to {state.name}",
                    lambda: rename(old.obj, parked, state.name))
-    rename(state.vm, state.import_name, state.name)
-    run.on_failure(f"rename {state.name} back to {state.import_name}",
-                   lambda: rename(state.vm, state.name, state.import_name))
+    new_name = state.import_name
+    rename(state.vm, new_name, state.name)
+    run.on_failure(f"rename {state.name} back to {new_name}",
+                   lambda: rename(state.vm, state.name, new_name))
     state.import_name = state.name
-    destroy(old.obj, parked)
+
+
+def step_retire(state: DatacenterRun, run: Run) -> None:
+    """--replace, last: delete the old template once the new one is in place and recorded."""
+    if state.decision.mode != "replace":
+        return
+    from ovapipe.vsphere.template import destroy
+
+    assert state.decision.existing is not None
+    destroy(state.decision.existing.obj, state.parked_name)
     run.say(f"{state.datacenter}: replaced template {state.name} (the old one is deleted)")
 
 
@@ -436,6 +446,7 @@ STEPS: Final = [
     Step("validate-template", step_validate),
     Step("swap", step_swap),
     Step("record", step_record),
+    Step("retire", step_retire),
 ]
 
 
@@ -445,8 +456,18 @@ def default_progress(log: TextIO) -> ProgressFactory:
     return lambda label, total: Progress(label, total, log)
 
 
+def _cancellable(step: Step[DatacenterRun]) -> Step[DatacenterRun]:
+    """Another datacenter's Ctrl-C stops this one at its next step (or its next block)."""
+
+    def run(state: DatacenterRun, steps_run: Run) -> None:
+        state.check_cancel()
+        step.run(state, steps_run)
+
+    return Step(step.name, run)
+
+
 def publish_datacenter(state: DatacenterRun, log: TextIO) -> dict[str, Any]:
-    run_steps(STEPS, state, run=Run(log=log))
+    run_steps([_cancellable(step) for step in STEPS], state, run=Run(log=log))
     return state.record
 
 
@@ -477,7 +498,8 @@ def publish(
               for dc in options.datacenters]
     if len(states) == 1:
         return [publish_datacenter(states[0], log)]
-    return _publish_concurrently(states, options.concurrency, cancelled, log)
+    with sigterm_as_interrupt():
+        return _publish_concurrently(states, options.concurrency, cancelled, log)
 
 
 def _publish_concurrently(states: list[DatacenterRun], bound: int,
