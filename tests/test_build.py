@@ -231,3 +231,13 @@ def test_preflight_refuses_an_existing_vm_of_the_same_name(
         "DC0: delete it, or build under another name with --set vm_name=..."
     ) in result.stderr
     assert vm_names(build_sim) == before
+
+
+def test_on_error_abort_keeps_everything_for_debugging(build_sim: Any, tmp_path: Path) -> None:
+    name = "ovapipe-debug"
+    result = run_build(build_sim, tmp_path, *sets(name, "shutdown_timeout=1ms"),
+                       "--on-error", "abort")
+    assert result.returncode == 1
+    assert "error: step 'packer build' failed" in result.stderr
+    assert name in vm_names(build_sim)
+    assert any(p.startswith(f".{name}.partial-") for p in leftovers(tmp_path))
