@@ -388,3 +388,23 @@ def test_cli_exit_2_when_unopenable(tmp_path: Path) -> None:
         assert "error:" in result.stderr and "Traceback" not in result.stderr
     bad_flag = _invoke(str(tmp_path), "--firmware", "uefi")
     assert bad_flag.returncode == 2 and "Traceback" not in bad_flag.stderr
+
+
+def test_many_problems_are_capped_per_rule(tmp_path: Path, disks: Disks) -> None:
+    files = "".join(f'<ovf:File ovf:href="ghost{i}.vmdk" ovf:id="g{i}"/>' for i in range(500))
+    ovf = ovf_text(disks.efi).replace("</ovf:References>", files + "</ovf:References>")
+    report = validate_ova(make_ova(tmp_path / "many.ova", ovf, disks.efi))
+    missing = [f for f in report.findings if f.rule == "archive.missing-file"]
+    assert len(missing) == 21
+    assert missing[-1].message == "... and 480 more like the above"
+
+
+@pytest.mark.timeout(10)
+def test_xml_bomb_is_refused_at_once() -> None:
+    from ovapipe.ova.descriptor import DescriptorError, parse_descriptor
+
+    for bomb in (BILLION_LAUGHS, EXTERNAL_ENTITY):
+        with pytest.raises(DescriptorError) as caught:
+            parse_descriptor(bomb)
+        assert caught.value.rule == "descriptor.unsafe-xml"
+        assert "<!DOCTYPE" in caught.value.message

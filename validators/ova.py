@@ -45,6 +45,7 @@ from ovapipe.ova.reader import (
 )
 
 HASH_BLOCK: Final = 8 * 1024 * 1024
+MAX_FINDINGS_PER_RULE: Final = 20
 SIGNATURE_SUFFIX: Final = ".cert"
 
 # rule id -> (severity, what it means); the README and tests use these ids.
@@ -104,6 +105,7 @@ class _Validation:
     check_digests: bool
     scan: TarScan = field(default_factory=TarScan)
     incomplete: set[str] = field(default_factory=set)
+    members_by_name: dict[str, Member] = field(default_factory=dict)
 
     def error(self, rule: str, message: str) -> None:
         self.report.error(rule, message)
@@ -112,7 +114,7 @@ class _Validation:
         self.report.warning(rule, message)
 
     def member(self, name: str) -> Member | None:
-        return next((m for m in self.scan.members if m.name == name), None)
+        return self.members_by_name.get(name)
 
     # -- archive ------------------------------------------------------------------------------
 
@@ -125,6 +127,8 @@ class _Validation:
         if self.scan.truncated:
             self.error("archive.truncated", f"{self.path.name} is truncated: {self.scan.truncated}")
         self.incomplete = {m.name for m in self.scan.members if m.end > self.scan.file_size}
+        for member in self.scan.members:
+            self.members_by_name.setdefault(member.name, member)
         if not self.scan.members:
             return False
         seen: set[str] = set()
@@ -282,9 +286,8 @@ class _Validation:
         except (ManifestError, ValueError) as exc:
             self.error("manifest.invalid", f"{manifest.name}: {exc}")
             return {}
-        names = {m.name for m in self.scan.members}
         for name in entries:
-            if name not in names:
+            if name not in self.members_by_name:
                 self.error(
                     "manifest.missing-file",
                     f"{manifest.name} lists '{name}', which is not in the archive",
@@ -381,7 +384,25 @@ def validate_ova(
         _Validation(path, fd, report, required_vmx, firmware, check_digests).run()
     finally:
         os.close(fd)
+    report.findings = _capped(report.findings)
     return report
+
+
+def _capped(findings: list[Finding]) -> list[Finding]:
+    """At most MAX_FINDINGS_PER_RULE findings of one rule, then one that counts the rest."""
+    kept: list[Finding] = []
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding.rule] = counts.get(finding.rule, 0) + 1
+        if counts[finding.rule] <= MAX_FINDINGS_PER_RULE:
+            kept.append(finding)
+    for rule, count in counts.items():
+        if count > MAX_FINDINGS_PER_RULE:
+            severity = next(f.severity for f in findings if f.rule == rule)
+            kept.append(Finding(
+                rule, severity, f"... and {count - MAX_FINDINGS_PER_RULE} more like the above",
+            ))
+    return kept
 
 
 def rule_severity(rule: str) -> str:

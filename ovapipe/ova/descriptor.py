@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Final
 
 from ovapipe.hardware import FIRMWARE_EFI, parse_vmx
@@ -113,7 +115,14 @@ class Descriptor:
     virtual_systems: int = 1
 
     def file(self, file_id: str) -> FileRef | None:
-        return next((f for f in self.files if f.id == file_id), None)
+        return self._files_by_id.get(file_id)
+
+    @cached_property
+    def _files_by_id(self) -> dict[str, FileRef]:
+        by_id: dict[str, FileRef] = {}
+        for ref in self.files:
+            by_id.setdefault(ref.id, ref)
+        return by_id
 
     def disk_file(self, disk: DiskRef) -> FileRef | None:
         return self.file(disk.file_ref) if disk.file_ref else None
@@ -372,17 +381,20 @@ def parse_descriptor(data: bytes) -> Descriptor:
     return descriptor
 
 
+def _repeated(counts: Counter[str]) -> list[str]:
+    return sorted(value for value, count in counts.items() if count > 1)
+
+
 def check_consistency(descriptor: Descriptor) -> list[str]:
     """References, DiskSection and hardware Items that do not fit together."""
     problems: list[str] = []
-    file_ids = [f.id for f in descriptor.files]
-    hrefs = [f.href for f in descriptor.files]
-    for duplicate in sorted({i for i in file_ids if file_ids.count(i) > 1}):
+    file_ids = Counter(f.id for f in descriptor.files)
+    for duplicate in _repeated(file_ids):
         problems.append(f"References: File id '{duplicate}' appears more than once")
-    for duplicate in sorted({h for h in hrefs if hrefs.count(h) > 1}):
+    for duplicate in _repeated(Counter(f.href for f in descriptor.files)):
         problems.append(f"References: File href '{duplicate}' appears more than once")
-    disk_ids = [d.disk_id for d in descriptor.disks]
-    for duplicate in sorted({i for i in disk_ids if disk_ids.count(i) > 1}):
+    disk_ids = Counter(d.disk_id for d in descriptor.disks)
+    for duplicate in _repeated(disk_ids):
         problems.append(f"DiskSection: diskId '{duplicate}' appears more than once")
     for disk in descriptor.disks:
         label = f"DiskSection/Disk '{disk.disk_id}'"
@@ -397,9 +409,10 @@ def check_consistency(descriptor: Descriptor) -> list[str]:
             f"{descriptor.virtual_systems} <VirtualSystem> elements: a node image is one VM"
         )
 
-    instance_ids = [item.instance_id for item in descriptor.items]
-    for duplicate in sorted({i for i in instance_ids if instance_ids.count(i) > 1}):
+    instance_ids = Counter(item.instance_id for item in descriptor.items)
+    for duplicate in _repeated(instance_ids):
         problems.append(f"VirtualHardwareSection: Item InstanceID '{duplicate}' is not unique")
+    networks = set(descriptor.networks)
     controllers = {
         item.instance_id for item in descriptor.items if item.resource_type in CONTROLLER_TYPES
     }
@@ -420,9 +433,9 @@ def check_consistency(descriptor: Descriptor) -> list[str]:
                     problems.append(f"{label}: HostResource '{resource}' is not in References")
         if item.resource_type == RESOURCE_DISK and item.parent not in controllers:
             problems.append(f"{label}: Parent '{item.parent}' is not a disk controller Item")
-        if item.resource_type == RESOURCE_ETHERNET and descriptor.networks:
+        if item.resource_type == RESOURCE_ETHERNET and networks:
             for connection in item.connections:
-                if connection not in descriptor.networks:
+                if connection not in networks:
                     problems.append(
                         f"{label}: Connection '{connection}' is not in NetworkSection"
                     )

@@ -48,6 +48,7 @@ class OvaIndex:
     manifest: dict[str, ManifestEntry] = field(default_factory=dict)
 
     def member(self, name: str) -> Member | None:
+        """The first member of that name (validate-ova reports duplicates)."""
         return next((m for m in self.members if m.name == name), None)
 
     def disks(self) -> list[tuple[DiskRef, Member | None]]:
