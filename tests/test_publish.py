@@ -497,3 +497,78 @@ def test_sigint_to_invoke_publish_mid_upload_exits_130_and_leaves_nothing(
     assert "Traceback" not in err
     assert inventory(simulator.connection) == before
     assert not record_path(tmp_path, NAME, "DC0").exists()
+
+
+@pytest.fixture
+def second_datacenter(simulator: Any, tmp_path: Path) -> str:
+    """DC1 with one 7.0.3 host in a cluster also called DC0_C0, one datastore, 'VM Network'."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.inventory import properties
+    from ovapipe.vsphere.tasks import wait_for_task
+
+    store = tmp_path / "dc1-datastore"
+    store.mkdir()
+    with session(simulator.connection) as si:
+        dc = si.RetrieveContent().rootFolder.CreateDatacenter(name="DC1")
+        host_folder = properties(si, dc, ["hostFolder"])["hostFolder"]
+        cluster = host_folder.CreateClusterEx(name="DC0_C0", spec=vim.cluster.ConfigSpecEx())
+        host = wait_for_task(cluster.AddHost_Task(
+            spec=vim.host.ConnectSpec(hostName="dc1-esx1", userName="root", password="x",
+                                      force=True), asConnected=True), "add host")
+        system = properties(si, host, ["configManager.datastoreSystem"])
+        system["configManager.datastoreSystem"].CreateLocalDatastore(name="DC1_DS",
+                                                                     path=str(store))
+    return "DC1"
+
+
+@pytest.fixture(scope="session")
+def vmx19_ova(tmp_path_factory: pytest.TempPathFactory, efi_vmdk: Any, build_facts: Any) -> Path:
+    """The simulator's clusters created at run time only offer the newest hardware version
+    (vmx-19 on 7.0.3) in their environment browser: an image of that version fits both."""
+    from ovapipe.ova import assemble_ova
+
+    out = tmp_path_factory.mktemp("vmx19-ova")
+    return Path(assemble_ova(out, NAME, [efi_vmdk], replace(build_facts, vmx=19)).path)
+
+
+def test_two_datacenters_are_published_concurrently(
+    simulator: Any, vmx19_ova: Path, tmp_path: Path, second_datacenter: str
+) -> None:
+    opts = options(vmx19_ova, tmp_path, datacenters=("DC0", second_datacenter),
+                   datastore=None, concurrency=2)
+    first = run_publish(opts, simulator.connection)
+    assert [r["datacenter"] for r in first] == ["DC0", "DC1"]
+    assert [r["inventory_path"] for r in first] == [f"/DC0/vm/{NAME}", f"/DC1/vm/{NAME}"]
+    assert all(r["vmx"] == "vmx-19" and r["firmware"] == "efi" for r in first)
+    assert first[0]["moref"] != first[1]["moref"]
+    for record in first:
+        assert json.loads(record_path(tmp_path, NAME, record["datacenter"]).read_text()) == record
+    before = inventory(simulator.connection)
+    assert run_publish(opts, simulator.connection) == first
+    assert inventory(simulator.connection) == before
+
+
+def test_a_foreign_vm_of_that_name_in_another_datacenter_is_a_collision(
+    simulator: Any, efi_ova: Path, tmp_path: Path, second_datacenter: str
+) -> None:
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.inventory import datacenter, retrieve
+    from ovapipe.vsphere.tasks import wait_for_task
+
+    with session(simulator.connection) as si:
+        dc1 = datacenter(si, second_datacenter)
+        [cluster] = retrieve(si, vim.ClusterComputeResource, ["resourcePool"], dc1.obj)
+        folder = next(
+            f.obj for f in retrieve(si, vim.Folder, ["name"], dc1.obj) if f.name == "vm")
+        spec = vim.vm.ConfigSpec(name=NAME, files=vim.vm.FileInfo(vmPathName="[DC1_DS]"))
+        wait_for_task(folder.CreateVM_Task(config=spec, pool=cluster.get("resourcePool")),
+                      "create VM")
+    before = inventory(simulator.connection)
+    with pytest.raises(StepFailed) as failure:
+        run_publish(options(efi_ova, tmp_path), simulator.connection)
+    assert f"the name '{NAME}' is already used by /DC1/vm/{NAME}, which ovapipe did not " \
+        "publish" in str(failure.value)
+    assert "CAPV#4128" in str(failure.value)
+    assert inventory(simulator.connection) == before
