@@ -71,12 +71,12 @@ def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, o
     name="validate-ova",
     help={
         "path": "the OVA file to check",
-        "min_vmx": "lowest acceptable virtual hardware version (default 17)",
+        "min_vmx": "lowest acceptable virtual hardware version: 17 or vmx-17 (default)",
         "firmware": "required firmware: efi (default) or bios",
         "json": "print one JSON object instead of a report",
     },
 )
-def validate_ova(c: Context, path, min_vmx=17, firmware="efi", json=False):
+def validate_ova(c: Context, path, min_vmx="17", firmware="efi", json=False):
     """Check an OVA: archive, descriptor, manifest, vmx version, firmware, disks, ESP."""
     from ovapipe.validators.ova import validate_ova as check_ova
 

@@ -408,3 +408,13 @@ def test_xml_bomb_is_refused_at_once() -> None:
             parse_descriptor(bomb)
         assert caught.value.rule == "descriptor.unsafe-xml"
         assert "<!DOCTYPE" in caught.value.message
+
+
+def test_cli_min_vmx_forms(efi_ova: Path) -> None:
+    assert _invoke(str(efi_ova), "--min-vmx", "vmx-17").returncode == 0
+    newer = _invoke(str(efi_ova), "--min-vmx", "vmx-19", "--json")
+    assert newer.returncode == 1
+    (finding,) = json.loads(newer.stdout)["findings"]
+    assert finding["rule"] == "hardware.vmx-too-old" and "ESXi 7.0U2" in finding["message"]
+    bad = _invoke(str(efi_ova), "--min-vmx", "seventeen")
+    assert bad.returncode == 2 and "--min-vmx" in bad.stderr and "Traceback" not in bad.stderr
