@@ -2,9 +2,76 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+# ======================================================================== simulator block
+# Owner: simulator part. Fixtures:
+#   simulator        a running simulator with default options (function scope)
+#   make_simulator   factory: make_simulator(esx_version="6.7.0", gpus=["DC0_H0=8086:1234"])
+#                    (keyword arguments of ovapipe.simulator.SimulatorOptions); stopped at
+#                    teardown, several at once are fine
+#   sim_session      a logged-in pyVmomi ServiceInstance to `simulator` over pinned TLS
+# A failing test gets the log of every simulator it started appended to its report.
+
+_SIMULATORS = pytest.StashKey[list[Any]]()
+
+
+@pytest.fixture(scope="session")
+def simulator_binary() -> Any:
+    from ovapipe.simulator import build
+
+    return build()
+
+
+@pytest.fixture
+def make_simulator(
+    request: pytest.FixtureRequest, simulator_binary: Any
+) -> Iterator[Callable[..., Any]]:
+    from ovapipe.simulator import Simulator, SimulatorOptions
+
+    started: list[Simulator] = []
+
+    def make(**options: Any) -> Simulator:
+        sim = Simulator(SimulatorOptions(**options), binary=simulator_binary).start()
+        started.append(sim)
+        request.node.stash.setdefault(_SIMULATORS, []).append(sim)
+        return sim
+
+    try:
+        yield make
+    finally:
+        for sim in reversed(started):
+            sim.stop()
+
+
+@pytest.fixture
+def simulator(make_simulator: Callable[..., Any]) -> Any:
+    return make_simulator()
+
+
+@pytest.fixture
+def sim_session(simulator: Any) -> Iterator[Any]:
+    from ovapipe.vsphere.connect import session
+
+    with session(simulator.connection) as service:
+        yield service
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        for sim in item.stash.get(_SIMULATORS, []):
+            lines = sim.log_text().splitlines()
+            tail = "\n".join(lines[-300:])
+            report.sections.append((f"simulator log {sim.url} (last 300 lines)", tail))
+
+
+# ==================================================================== end simulator block
 
 
 # ============================================================================== OVA block

@@ -1,0 +1,387 @@
+"""Build and run ovapipe's local vSphere simulator (Debian's govmomi simulator + our Go files).
+
+``build()`` compiles ``simulator/cmd/ovapipe-vcsim`` offline against a build-time copy of
+Debian's ``github.com/vmware/govmomi/simulator`` package with the files of
+``simulator/ext/`` added (Debian's tree is never modified). ``Simulator`` runs one instance
+on a free loopback port and tells clients how to connect with a pinned certificate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from ovapipe import config
+from ovapipe.errors import BuildError, ConfigError, VSphereError
+from ovapipe.paths import CACHE_DIR, SIMULATOR_SRC
+
+GOVMOMI_SRC: Final = Path("/usr/share/gocode/src/github.com/vmware/govmomi")
+GOVMOMI_PACKAGE: Final = "golang-github-vmware-govmomi-dev"
+SIM_CACHE: Final = CACHE_DIR / "sim"
+BINARY_NAME: Final = "ovapipe-vcsim"
+START_TIMEOUT: Final = 30.0
+TYPED_PATH: Final = "/ovapipe/typed"
+
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    """The simulator's flags (see ``simulator/cmd/ovapipe-vcsim``)."""
+
+    vc_version: str = "7.0.3"
+    esx_version: str = "7.0.3"
+    gpus: Sequence[str] = ()  # "HOST_GLOB=VENDOR:DEVICE", hex
+    default_gpu: bool = True
+    installer_vm: str | None = None
+    installer_disk: Path | str | None = None
+    installer_seconds: float = 3
+    port: int = 0
+
+    def argv(self) -> list[str]:
+        args = ["--vc-version", self.vc_version, "--esx-version", self.esx_version]
+        for gpu in self.gpus:
+            args += ["--gpu", gpu]
+        if not self.default_gpu:
+            args.append("--no-default-gpu")
+        if self.installer_vm is not None:
+            if self.installer_disk is None:
+                raise ConfigError("simulator: installer_vm needs installer_disk")
+            args += [
+                "--installer-vm", self.installer_vm,
+                "--installer-disk", str(Path(self.installer_disk).resolve()),
+                "--installer-seconds", str(self.installer_seconds),
+            ]
+        args += ["--port", str(self.port)]
+        return args
+
+
+# ---------------------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class BuildPaths:
+    root: Path = SIM_CACHE
+
+    @property
+    def gopath(self) -> Path:
+        return self.root / "gopath"
+
+    @property
+    def package_copy(self) -> Path:
+        return self.gopath / "src/github.com/vmware/govmomi/simulator"
+
+    @property
+    def gocache(self) -> Path:
+        return self.root / "gocache"
+
+    @property
+    def binary(self) -> Path:
+        return self.root / "bin" / BINARY_NAME
+
+    @property
+    def stamp(self) -> Path:
+        return self.root / "stamp"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "build.lock"
+
+
+def _run_text(argv: Sequence[str]) -> str:
+    try:
+        return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
+    except FileNotFoundError:
+        raise BuildError(
+            f"{argv[0]} not found: install Debian's golang-go and {GOVMOMI_PACKAGE} "
+            "(scripts/setup does)"
+        ) from None
+    except subprocess.CalledProcessError as exc:
+        raise BuildError(f"{' '.join(argv)} failed: {exc.stderr.strip()}") from None
+
+
+def go_sources() -> list[Path]:
+    return sorted(p for p in SIMULATOR_SRC.rglob("*.go") if p.is_file())
+
+
+def build_stamp() -> str:
+    """Hash of our Go sources, Debian's govmomi package version and the Go version."""
+    digest = hashlib.sha256()
+    for source in go_sources():
+        digest.update(str(source.relative_to(SIMULATOR_SRC)).encode() + b"\0")
+        digest.update(source.read_bytes() + b"\0")
+    digest.update(_run_text(["dpkg-query", "-W", "-f", "${Version}", GOVMOMI_PACKAGE]).encode())
+    digest.update(_run_text(["go", "version"]).encode())
+    return digest.hexdigest()
+
+
+def _copy_package(paths: BuildPaths) -> None:
+    """Debian's simulator package (without tests) plus simulator/ext/*.go, in the cache."""
+    debian = GOVMOMI_SRC / "simulator"
+    if not debian.is_dir():
+        raise BuildError(f"{debian} missing: apt-get install {GOVMOMI_PACKAGE}")
+    # GOPATH resolves each import path in the first GOPATH entry that has its directory, so
+    # the rest of govmomi is linked next to the copy (an empty parent would hide it).
+    govmomi = paths.package_copy.parent
+    if govmomi.exists():
+        shutil.rmtree(govmomi)
+    govmomi.mkdir(parents=True)
+    for entry in sorted(GOVMOMI_SRC.iterdir()):
+        if entry.name != "simulator":
+            (govmomi / entry.name).symlink_to(entry)
+    shutil.copytree(debian, paths.package_copy, ignore=shutil.ignore_patterns("*_test.go"))
+    for source in sorted((SIMULATOR_SRC / "ext").glob("*.go")):
+        target = paths.package_copy / source.name
+        if target.exists():
+            raise BuildError(f"{source} would shadow Debian's {source.name}: rename it")
+        shutil.copy2(source, target)
+
+
+def build(paths: BuildPaths | None = None, *, quiet: bool = False) -> Path:
+    """Build the simulator binary if its sources, govmomi or Go changed; return its path."""
+    paths = paths or BuildPaths()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = build_stamp()
+        if (
+            paths.binary.exists()
+            and paths.stamp.exists()
+            and paths.stamp.read_text().strip() == stamp
+        ):
+            return paths.binary
+        started = time.monotonic()
+        _copy_package(paths)
+        paths.binary.parent.mkdir(parents=True, exist_ok=True)
+        partial = paths.binary.with_name(paths.binary.name + ".partial")
+        env = {
+            **os.environ,
+            "GO111MODULE": "off",
+            "GOPATH": f"{paths.gopath}:/usr/share/gocode",
+            "GOCACHE": str(paths.gocache),
+            "GOFLAGS": "-mod=",
+            "CGO_ENABLED": "0",
+        }
+        result = subprocess.run(
+            ["go", "build", "-o", str(partial), "./cmd/" + BINARY_NAME],
+            cwd=SIMULATOR_SRC,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise BuildError(f"building the simulator failed:\n{result.stderr.strip()}")
+        partial.replace(paths.binary)
+        paths.stamp.write_text(stamp + "\n")
+        if not quiet:
+            print(
+                f"built {paths.binary} in {time.monotonic() - started:.1f}s",
+                file=sys.stderr,
+            )
+        return paths.binary
+
+
+# ---------------------------------------------------------------------------- run
+
+
+@dataclass
+class Simulator:
+    """One running simulator: ``with Simulator(SimulatorOptions()) as sim: sim.connection``."""
+
+    options: SimulatorOptions = field(default_factory=SimulatorOptions)
+    binary: Path | None = None
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _workdir: Path | None = field(default=None, init=False, repr=False)
+    _info: dict[str, object] = field(default_factory=dict, init=False, repr=False)
+    startup_seconds: float = field(default=0.0, init=False)
+
+    # -- lifecycle
+
+    def start(self) -> Simulator:
+        if self._process is not None:
+            return self
+        binary = self.binary or build(quiet=True)
+        self._workdir = Path(tempfile.mkdtemp(prefix="ovapipe-sim-"))
+        info_file = self._workdir / "info.json"
+        started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [str(binary), *self.options.argv(), "--info-file", str(info_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self._workdir,
+                env={**os.environ, "TMPDIR": str(self._workdir)},
+            )
+        try:
+            self._info = self._wait_for_info(info_file)
+            self._wait_until_answering()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def _wait_for_info(self, info_file: Path) -> dict[str, object]:
+        assert self._process is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise VSphereError(
+                    f"simulator exited with status {self._process.returncode}:\n"
+                    f"{self.log_text().strip()}"
+                )
+            if info_file.exists():
+                loaded = json.loads(info_file.read_text())
+                assert isinstance(loaded, dict)
+                return loaded
+            time.sleep(0.01)
+        raise VSphereError(f"simulator did not start within {START_TIMEOUT:.0f}s")
+
+    def _wait_until_answering(self) -> None:
+        from ovapipe.vsphere.connect import PinnedHTTPSConnection
+
+        conn = self.connection
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            http = PinnedHTTPSConnection(conn.host, conn.port, conn, timeout=5)
+            try:
+                http.request("GET", "/sdk/vimServiceVersions.xml")
+                if http.getresponse().status == 200:
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            finally:
+                http.close()
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._saved_log = self.log_text()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    # -- what clients need
+
+    def _value(self, key: str) -> str:
+        if not self._info:
+            raise VSphereError("simulator not started")
+        return str(self._info[key])
+
+    @property
+    def env(self) -> dict[str, str]:
+        """VSPHERE_SERVER, _USERNAME, _PASSWORD and _TLS_THUMBPRINT for this simulator."""
+        names = (config.ENV_SERVER, config.ENV_USERNAME, config.ENV_PASSWORD,
+                 config.ENV_THUMBPRINT)
+        return {name: self._value(name) for name in names}
+
+    @property
+    def connection(self) -> config.Connection:
+        return config.connection_from_env(self.env, prompt=False)
+
+    @property
+    def url(self) -> str:
+        return self._value("url")
+
+    @property
+    def log_path(self) -> Path:
+        if self._workdir is None:
+            raise VSphereError("simulator not started")
+        return self._workdir / "simulator.log"
+
+    def log_text(self) -> str:
+        if self._workdir is None:
+            return getattr(self, "_saved_log", "")
+        with contextlib.suppress(FileNotFoundError):
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def _get(self, path: str, query: Mapping[str, str]) -> bytes:
+        from ovapipe.vsphere.connect import PinnedHTTPSConnection
+
+        conn = self.connection
+        http = PinnedHTTPSConnection(conn.host, conn.port, conn, timeout=30)
+        try:
+            http.request("GET", f"{path}?{urllib.parse.urlencode(query)}")
+            response = http.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise VSphereError(f"GET {path}: HTTP {response.status}: {body!r}")
+            return body
+        finally:
+            http.close()
+
+    def typed_text(self, vm_name: str) -> str:
+        """What PutUsbScanCodes typed into the VM, decoded ("\\n" for Enter, "<f2>" ...)."""
+        return self._get(TYPED_PATH, {"vm": vm_name}).decode()
+
+
+@contextlib.contextmanager
+def running(options: SimulatorOptions | None = None) -> Iterator[Simulator]:
+    with Simulator(options or SimulatorOptions()) as sim:
+        yield sim
+
+
+def hardware_table(binary: Path | None = None) -> dict[int, str]:
+    """The vmx -> ESXi table compiled into the simulator (must equal hardware.VMX_MIN_ESXI)."""
+    output = _run_text([str(binary or build(quiet=True)), "--print-hardware-table"])
+    return {int(vmx): esxi for vmx, esxi in json.loads(output).items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args != ["build"]:
+        print("usage: python -m ovapipe.simulator build", file=sys.stderr)
+        return 2
+    try:
+        path = build()
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+// Command ovapipe-vcsim serves Debian's govmomi vSphere simulator over HTTPS on loopback,
+// extended with ovapipe's additions (see simulator/ext, compiled into a build-time copy of
+// the simulator package).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/vmware/govmomi/simulator"
+)
+
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, ",") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+func main() {
+	var opts simulator.OvapipeOptions
+	var gpus repeated
+	flag.StringVar(&opts.VCVersion, "vc-version", "7.0.3", "vCenter version reported by about")
+	flag.StringVar(&opts.ESXVersion, "esx-version", "7.0.3", "ESXi version of every host")
+	flag.Var(&gpus, "gpu", "HOST_GLOB=VENDOR:DEVICE passthrough PCI device, hex IDs (repeatable)")
+	flag.BoolVar(&opts.NoDefaultGPU, "no-default-gpu", false, "no Tesla T4 on cluster DC0_C0's hosts")
+	flag.StringVar(&opts.InstallerVM, "installer-vm", "", "VM name glob whose power-on runs the simulated installer")
+	flag.StringVar(&opts.InstallerDisk, "installer-disk", "", "streamOptimized VMDK the installer writes as the first disk")
+	flag.Float64Var(&opts.InstallerSeconds, "installer-seconds", 3, "seconds the simulated install takes")
+	flag.IntVar(&opts.Port, "port", 0, "port on 127.0.0.1 (0: a free one)")
+	flag.StringVar(&opts.InfoFile, "info-file", "", "write the connection settings as JSON to this file")
+	flag.StringVar(&opts.Username, "username", "user", "login user name")
+	printTable := flag.Bool("print-hardware-table", false, "print the vmx -> ESXi table as JSON and exit")
+	flag.Parse()
+	opts.GPUs = gpus
+	opts.Password = os.Getenv("OVAPIPE_SIM_PASSWORD")
+	if opts.Password == "" {
+		opts.Password = "pass"
+	}
+
+	if *printTable {
+		fmt.Println(simulator.OvapipeHardwareTableJSON())
+		return
+	}
+	if err := simulator.OvapipeRun(opts); err != nil {
+		fmt.Fprintf(os.Stderr, "ovapipe-vcsim: %s\n", err)
+		os.Exit(2)
+	}
+}

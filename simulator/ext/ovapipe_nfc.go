@@ -1,0 +1,186 @@
+package simulator
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+const ovapipeCopyBuffer = 1 << 20
+
+// ovapipeNFCHandler serves lease transfers itself: uploads (PUT, POST streamVmdk) are
+// streamed into the datastore file, downloads support Content-Length and ranges. Every
+// other path goes to Debian's handlers.
+func ovapipeNFCHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, nfcPrefix) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		file, ok := ovapipeLeaseFile(r.URL.Path)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		switch r.Method {
+		case http.MethodPut, http.MethodPost:
+			ovapipeReceive(w, r, file)
+		case http.MethodGet, http.MethodHead:
+			ovapipeSend(w, r, file)
+		default:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		}
+	})
+}
+
+func ovapipeLeaseFile(urlPath string) (string, bool) {
+	p := strings.Split(urlPath, "/")
+	if len(p) < 2 {
+		return "", false
+	}
+	id, name := p[len(p)-2], p[len(p)-1]
+	l, ok := nfcLease.Load(types.ManagedObjectReference{Type: "HttpNfcLease", Value: id})
+	if !ok {
+		log.Printf("invalid NFC lease: %s", id)
+		return "", false
+	}
+	file, ok := l.(*HttpNfcLease).files[name]
+	if !ok {
+		log.Printf("invalid NFC device id: %s", name)
+	}
+	return file, ok
+}
+
+func ovapipeReceive(w http.ResponseWriter, r *http.Request, file string) {
+	defer r.Body.Close()
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	n, err := io.CopyBuffer(f, r.Body, make([]byte, ovapipeCopyBuffer))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Printf("nfc %s %s: failed after %d bytes: %s", r.Method, file, n, err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	log.Printf("nfc %s %s: stored %d bytes", r.Method, file, n)
+	w.WriteHeader(http.StatusOK)
+}
+
+func ovapipeSend(w http.ResponseWriter, r *http.Request, file string) {
+	f, err := os.Open(file)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	stat, err := f.Stat()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", stat.ModTime(), f)
+	log.Printf("nfc %s %s: served %d bytes", r.Method, file, stat.Size())
+}
+
+// ovapipeDiskFiles lists a VM's virtual disks with their files on the local datastore.
+type ovapipeDisk struct {
+	device types.BaseVirtualDevice
+	file   string
+}
+
+func (vm *VirtualMachine) ovapipeDisks() []ovapipeDisk {
+	var disks []ovapipeDisk
+	for _, d := range vm.Config.Hardware.Device {
+		disk, ok := d.(*types.VirtualDisk)
+		if !ok {
+			continue
+		}
+		info, ok := disk.Backing.(types.BaseVirtualDeviceFileBackingInfo)
+		if !ok {
+			continue
+		}
+		var p object.DatastorePath
+		if !p.FromString(info.GetVirtualDeviceFileBackingInfo().FileName) {
+			continue
+		}
+		ds := vm.findDatastore(p.Datastore)
+		if ds == nil {
+			continue
+		}
+		disks = append(disks, ovapipeDisk{d, path.Join(ds.Info.GetDatastoreInfo().Url, p.Path)})
+	}
+	return disks
+}
+
+// ExportVm answers a lease whose device URLs serve the VM's disk files (Debian's
+// simulator 0.24 has no ExportVm).
+func (vm *VirtualMachine) ExportVm(ctx *Context, req *types.ExportVm) soap.HasFault {
+	body := new(methods.ExportVmBody)
+	if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff {
+		body.Fault_ = Fault("", &types.InvalidPowerState{
+			RequestedState: types.VirtualMachinePowerStatePoweredOff,
+			ExistingState:  vm.Runtime.PowerState,
+		})
+		return body
+	}
+	lease := NewHttpNfcLease(ctx, vm.Self)
+	ref := lease.Reference()
+	lease.Info.Lease = ref // pyVmomi cannot decode lease.info without it
+	devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
+	var capacityKB int64
+	for i, disk := range vm.ovapipeDisks() {
+		name := fmt.Sprintf("disk-%d.vmdk", i)
+		lease.files[name] = disk.file
+		var size int64
+		if stat, err := os.Stat(disk.file); err == nil {
+			size = stat.Size()
+		}
+		vd := disk.device.(*types.VirtualDisk)
+		capacityKB += vd.CapacityInKB
+		controllerName := "VirtualController0"
+		if controller, ok := devices.FindByKey(vd.ControllerKey).(types.BaseVirtualController); ok {
+			controllerName = fmt.Sprintf("%s%d", reflect.TypeOf(controller).Elem().Name(),
+				controller.GetVirtualController().BusNumber)
+		}
+		var unit int32
+		if vd.UnitNumber != nil {
+			unit = *vd.UnitNumber
+		}
+		lease.Info.DeviceUrl = append(lease.Info.DeviceUrl, types.HttpNfcLeaseDeviceUrl{
+			Key: fmt.Sprintf("/%s/%s:%d", vm.Self.Value, controllerName, unit),
+			Url: (&url.URL{
+				Scheme: "https",
+				Host:   "*",
+				Path:   nfcPrefix + path.Join(ref.Value, name),
+			}).String(),
+			Disk:     types.NewBool(true),
+			TargetId: name,
+			FileSize: size,
+		})
+	}
+	lease.Info.TotalDiskCapacityInKB = capacityKB
+	body.Res = &types.ExportVmResponse{Returnval: ref}
+	return body
+}
