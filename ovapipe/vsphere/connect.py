@@ -41,6 +41,27 @@ def check_pinned(der: bytes | None, connection: Connection) -> None:
         )
 
 
+def pinned_context(connection: Connection, timeout: float = 30) -> ssl.SSLContext:
+    """An SSL context that trusts exactly the server certificate matching the pin.
+
+    pyVmomi checks its ``thumbprint`` argument only when ordinary verification fails, and it
+    skips verification for 127.0.0.1 or with ``disableSslCertValidation``: the pin was never
+    checked. The certificate is fetched once, checked against the pin and then made the only
+    trust anchor (partial chain), so every connection pyVmomi opens must present it.
+    """
+    try:
+        pem = ssl.get_server_certificate((connection.host, connection.port), timeout=timeout)
+    except (OSError, ssl.SSLError) as exc:
+        raise VSphereError(f"{connection.server}: cannot connect: {exc}") from None
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    check_pinned(der, connection)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.load_verify_locations(cadata=der)
+    return context
+
+
 class PinnedHTTPSConnection(http.client.HTTPSConnection):
     """An HTTPS connection that checks the vCenter/ESXi certificate pin before any byte."""
 
@@ -67,14 +88,15 @@ def open_service(connection: Connection) -> Any:
             f"warning: --insecure: the certificate of {connection.server} is not verified",
             file=sys.stderr,
         )
+    pinned = pinned_context(connection) if connection.thumbprint else None
     try:
         return pyvim_connect.SmartConnect(
             host=connection.host,
             port=connection.port,
             user=connection.username,
             pwd=connection.password,
-            thumbprint=(connection.thumbprint or "").replace(":", "") or None,
-            disableSslCertValidation=connection.insecure or bool(connection.thumbprint),
+            sslContext=pinned,
+            disableSslCertValidation=pinned is None and connection.insecure,
             connectionPoolTimeout=-1,
         )
     except vim.fault.InvalidLogin:
