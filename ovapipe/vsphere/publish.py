@@ -282,8 +282,8 @@ def step_import(state: DatacenterRun, run: Run) -> None:
     uploads = [(member, index.expected_digest(member.name)) for _, member in items]
     total = sum(member.size for member in (m for _, m in items))
     whole = state.ova.sha256 is None
-    progress = state.progress(f"{state.datacenter}: upload {index.path.name}", total)
-    with OvaPass(index.path, index.size, uploads, whole_file_sha256=whole) as one_pass, \
+    with state.progress(f"{state.datacenter}: upload {index.path.name}", total) as progress, \
+            OvaPass(index.path, index.size, uploads, whole_file_sha256=whole) as one_pass, \
             hold_lease(state.service, lease, state.connection, progress,
                        check=state.check_cancel) as held:
         state.vm = held.info.entity
@@ -291,7 +291,6 @@ def step_import(state: DatacenterRun, run: Run) -> None:
             held.upload(held.target(item.deviceId), one_pass.stream(number),
                         create=bool(item.create))
         digest = one_pass.finish()
-    progress.close()
     if digest is not None:
         state.ova.sha256 = state.ova.sha256 or digest
     run.say(f"{state.datacenter}: uploaded {len(items)} file(s) into {state.import_name}")

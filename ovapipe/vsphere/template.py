@@ -67,11 +67,14 @@ def record_of(vm: Found) -> TemplateRecord | None:
 
 
 def vms_named(service: Any, name: str, root: Any = None) -> list[Found]:
-    """Every VM or template called ``name`` under ``root`` (default: the whole vCenter)."""
+    """Every VM or template called ``name`` under ``root`` (default: the whole vCenter).
+
+    Names of all VMs are read in one call; the full properties only for the matches.
+    """
     from pyVmomi import vim
 
-    return [vm for vm in retrieve(service, vim.VirtualMachine, VM_PROPERTIES, root)
-            if vm.name == name]
+    return [read_vm(service, vm.obj)
+            for vm in retrieve(service, vim.VirtualMachine, ["name"], root) if vm.name == name]
 
 
 def read_vm(service: Any, vm: Any) -> Found:
