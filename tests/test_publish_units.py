@@ -1,0 +1,62 @@
+"""The parts of publish that need no vCenter: the template record, the .sha256 file, paths."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ovapipe.vsphere.publish import record_path, sidecar_sha256
+from ovapipe.vsphere.template import TemplateRecord
+
+SHA = "ab" * 32
+
+
+def test_the_record_round_trips_through_the_annotation() -> None:
+    record = TemplateRecord(SHA, "node.ova", {"build.IMAGE_VERSION": "v1", "published": "now"})
+    text = record.annotation()
+    assert text.startswith("Published by ovapipe from node.ova\n")
+    assert TemplateRecord.parse(text) == record
+
+
+@given(st.text(max_size=200))
+def test_any_annotation_parses_without_error(text: str) -> None:
+    parsed = TemplateRecord.parse(text)
+    assert parsed is None or len(parsed.ova_sha256) == 64
+
+
+def test_an_annotation_without_a_sha256_is_not_ovapipes() -> None:
+    assert TemplateRecord.parse("built by image-builder\nowner: team") is None
+    assert TemplateRecord.parse(None) is None
+    assert TemplateRecord.parse("ovapipe.ova_sha256: short") is None
+
+
+def test_a_fresh_sidecar_gives_the_sha256(tmp_path: Path) -> None:
+    ova = tmp_path / "node.ova"
+    ova.write_bytes(b"ova")
+    sidecar = tmp_path / "node.ova.sha256"
+    sidecar.write_text(f"{hashlib.sha256(b'ova').hexdigest()}  node.ova\n")
+    assert sidecar_sha256(ova) == hashlib.sha256(b"ova").hexdigest()
+
+
+def test_a_stale_or_bad_sidecar_is_ignored(tmp_path: Path) -> None:
+    ova = tmp_path / "node.ova"
+    sidecar = tmp_path / "node.ova.sha256"
+    sidecar.write_text(f"{SHA}  node.ova\n")
+    ova.write_bytes(b"rebuilt later")
+    stat = sidecar.stat()
+    os.utime(ova, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert sidecar_sha256(ova) is None
+    os.utime(sidecar, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    assert sidecar_sha256(ova) == SHA
+    sidecar.write_text("not-a-digest node.ova\n")
+    assert sidecar_sha256(ova) is None
+    assert sidecar_sha256(tmp_path / "missing.ova") is None
+
+
+def test_record_paths_are_per_template_and_datacenter(tmp_path: Path) -> None:
+    assert record_path(tmp_path, "node", "DC0") == tmp_path / "node" / "publish-DC0.json"
+    assert record_path(tmp_path, "node", "dc/west 1").name == "publish-dc_west_1.json"
