@@ -164,3 +164,29 @@ def test_disk_check_on_damaged_vmdk(efi_vmdk: Path, data: st.DataObject) -> None
     if result.header is not None:
         for finding in check_efi_boot(window, ref, member.name):
             assert finding.rule in RULES
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["path", "size", "mtime", "linkpath"]),
+                       st.text(max_size=40) | st.sampled_from(["-1", "9" * 5000, "١٢"]),
+                       max_size=3))
+def test_pax_records_of_any_content(records: dict[str, str]) -> None:
+    body = b""
+    for key, value in records.items():
+        text = f" {key}={value}\n".encode("utf-8", "surrogatepass")
+        length = len(text) + 1
+        while len(str(length).encode() + text) != length:
+            length += 1
+        body += str(length).encode() + text
+    info = tarfile.TarInfo("PaxHeader")
+    info.type = tarfile.XHDTYPE
+    info.size = len(body)
+    buffer = io.BytesIO()
+    buffer.write(info.tobuf(tarfile.USTAR_FORMAT))
+    buffer.write(body + bytes(-len(body) % 512))
+    member = tarfile.TarInfo("disk.vmdk")
+    member.size = 10
+    buffer.write(member.tobuf(tarfile.USTAR_FORMAT) + b"x" * 10 + bytes(502) + bytes(1024))
+    scan = scan_tar(buffer)
+    for found in scan.members:
+        assert found.size >= 0

@@ -118,6 +118,12 @@ def _pax_records(data: bytes, header_offset: int) -> dict[str, str]:
     return records
 
 
+def _pax_size(text: str, header_offset: int) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        raise _ScanStop("unreadable", f"bad pax size {text[:20]!r} at offset {header_offset}")
+    return int(text)
+
+
 def _read_exact(handle: BinaryIO, offset: int, length: int, file_size: int, what: str) -> bytes:
     if offset + length > file_size:
         raise _ScanStop("truncated", f"the archive ends inside {what} at offset {offset}")
@@ -161,18 +167,13 @@ def scan_tar(handle: BinaryIO) -> TarScan:
                     records = _pax_records(data, position)
                     pending_name = records.get("path", pending_name)
                     if "size" in records:
-                        try:
-                            pending_size = int(records["size"])
-                        except ValueError:
-                            raise _ScanStop(
-                                "unreadable", f"bad pax size at offset {position}"
-                            ) from None
+                        pending_size = _pax_size(records["size"], position)
                 elif typeflag == b"L":
                     pending_name = _text(data)
                 position = data_offset + padded
                 continue
             name = _text(header[0:100])
-            if header[257:262] == b"ustar":
+            if header[257:263] == b"ustar\0":  # POSIX; GNU keeps atime/ctime there
                 prefix = _text(header[345:500])
                 if prefix:
                     name = f"{prefix}/{name}"
