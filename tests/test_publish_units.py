@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -60,3 +62,23 @@ def test_a_stale_or_bad_sidecar_is_ignored(tmp_path: Path) -> None:
 def test_record_paths_are_per_template_and_datacenter(tmp_path: Path) -> None:
     assert record_path(tmp_path, "node", "DC0") == tmp_path / "node" / "publish-DC0.json"
     assert record_path(tmp_path, "node", "dc/west 1").name == "publish-dc_west_1.json"
+
+
+def placement_with_datastore(free: int, accessible: bool = True) -> Any:
+    from ovapipe.vsphere.inventory import Found
+    from ovapipe.vsphere.placement import Placement
+
+    datastore = Found(SimpleNamespace(_moId="ds-1"), {
+        "name": "LocalDS_0", "summary.freeSpace": free, "summary.accessible": accessible})
+    nothing = Found(SimpleNamespace(_moId="x"), {"name": "x"})
+    return Placement(nothing, nothing, None, [], datastore, None, None)
+
+
+def test_the_datastore_must_have_room_for_the_disks() -> None:
+    from ovapipe.vsphere.preflight import check_datastore
+
+    assert check_datastore(placement_with_datastore(10 << 30), 5 << 30) == []
+    [problem] = check_datastore(placement_with_datastore(1 << 30), 5 << 30)
+    assert problem.startswith("datastore LocalDS_0 has 1.0 GiB free, the OVA's disks need 5.0 GiB")
+    [problem] = check_datastore(placement_with_datastore(10 << 30, accessible=False), 1)
+    assert "not accessible" in problem
