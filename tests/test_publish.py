@@ -572,3 +572,14 @@ def test_a_foreign_vm_of_that_name_in_another_datacenter_is_a_collision(
         "publish" in str(failure.value)
     assert "CAPV#4128" in str(failure.value)
     assert inventory(simulator.connection) == before
+
+
+def test_the_dropped_firmware_is_restored_and_said(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    """Debian's simulator imports every OVA as bios (as vCenter can: image-builder#619)."""
+    log = io.StringIO()
+    publish(options(efi_ova, tmp_path), simulator.connection, log=log, progress=quiet)
+    assert "firmware bios -> efi" in log.getvalue()
+    assert "reconfigured to match the OVA" in log.getvalue()
+    assert read_template(simulator.connection, NAME)["config.firmware"] == "efi"
