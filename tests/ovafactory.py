@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +86,43 @@ def make_ova(
     if manifest_bytes is not None:
         entries.insert(1, Entry(MF_NAME, manifest_bytes))
     return write_tar(path, entries, fmt)
+
+
+def rewrite_disk(vmdk: Path, out: Path, edit: Callable[[Path], None]) -> bytes:
+    """Convert a VMDK to raw, let ``edit`` change the raw file, convert back (streamOptimized)."""
+    raw = out.with_suffix(".raw")
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(vmdk), str(raw)], check=True)
+    edit(raw)
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized",
+         str(raw), str(out)],
+        check=True,
+    )
+    raw.unlink()
+    return out.read_bytes()
+
+
+def zero_range(raw: Path, offset: int, length: int) -> None:
+    with raw.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(bytes(length))
+
+
+def replace_esp_file(raw: Path, esp_offset: int, target: str, content: bytes) -> None:
+    """Overwrite a file on the FAT file system at ``esp_offset`` (mtools, no mounting)."""
+    source = raw.with_name("replacement.bin")
+    source.write_bytes(content)
+    subprocess.run(
+        ["mcopy", "-o", "-i", f"{raw}@@{esp_offset}", str(source), f"::/{target}"], check=True,
+    )
+    source.unlink()
+
+
+def arm64_pe() -> bytes:
+    """A minimal PE header for machine 0xAA64 (aarch64): a loader of the wrong architecture."""
+    image = bytearray(512)
+    image[0:2] = b"MZ"
+    image[0x3C:0x40] = (0x40).to_bytes(4, "little")
+    image[0x40:0x44] = b"PE\0\0"
+    image[0x44:0x46] = (0xAA64).to_bytes(2, "little")
+    return bytes(image)

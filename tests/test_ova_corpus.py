@@ -11,13 +11,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from ovafactory import DISK_NAME, Entry, make_ova, manifest_for, write_tar
+from ovafactory import (
+    DISK_NAME,
+    Entry,
+    arm64_pe,
+    make_ova,
+    manifest_for,
+    replace_esp_file,
+    rewrite_disk,
+    write_tar,
+    zero_range,
+)
 from ovapipe.validators.ova import RULES, validate_ova
 
 from ovapipe.errors import ConfigError
 from ovapipe.findings import Report
 from ovapipe.ova.descriptor import DescriptorSpec, DiskEntry, write_descriptor
-from ovapipe.testdisk import make_test_disk
+from ovapipe.testdisk import FALLBACK_LOADER, MIB, PARTITION_START_MIB, make_test_disk
 
 REPO = Path(__file__).resolve().parent.parent
 CAPACITY = 64 * 1024 * 1024
@@ -51,6 +61,20 @@ class Disks:
     sparse: bytes
     empty_esp: bytes
     shim_only: bytes
+    no_table: bytes
+    esp_not_fat: bytes
+    arm64_loader: bytes
+    corrupt_grain: bytes
+
+
+def _corrupt_first_grain(vmdk: bytes) -> bytes:
+    """Break the zlib header of the first compressed grain (the one holding LBA 0)."""
+    overhead = int.from_bytes(vmdk[64:72], "little")
+    marker = overhead * 512
+    assert int.from_bytes(vmdk[marker : marker + 8], "little") == 0
+    damaged = bytearray(vmdk)
+    damaged[marker + 12 : marker + 14] = b"\0\0"
+    return bytes(damaged)
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +83,19 @@ def disks(efi_vmdk: Path, bios_vmdk: Path, tmp_path_factory: pytest.TempPathFact
     sparse = make_test_disk("efi", folder / "sparse.vmdk", subformat="monolithicSparse")
     empty = make_test_disk("efi", folder / "empty.vmdk", loader=None)
     shim = make_test_disk("efi", folder / "shim.vmdk", loader="EFI/ubuntu/shimx64.efi")
+    esp = PARTITION_START_MIB * MIB
     return Disks(
         efi_vmdk.read_bytes(), bios_vmdk.read_bytes(), sparse.read_bytes(), empty.read_bytes(),
         shim.read_bytes(),
+        no_table=rewrite_disk(efi_vmdk, folder / "no-table.vmdk",
+                              lambda raw: zero_range(raw, 0, 2 * 512)),
+        esp_not_fat=rewrite_disk(efi_vmdk, folder / "not-fat.vmdk",
+                                 lambda raw: zero_range(raw, esp, 64 * 512)),
+        arm64_loader=rewrite_disk(
+            efi_vmdk, folder / "arm64.vmdk",
+            lambda raw: replace_esp_file(raw, esp, FALLBACK_LOADER, arm64_pe()),
+        ),
+        corrupt_grain=_corrupt_first_grain(efi_vmdk.read_bytes()),
     )
 
 
@@ -252,7 +286,67 @@ CORPUS: dict[str, tuple[Build, set[str]]] = {
         lambda t, d: make_ova(t / "x.ova", ovf_text(d.empty_esp), d.empty_esp),
         {"disk.no-efi-loader"},
     ),
+    "aarch64 loader": (
+        lambda t, d: make_ova(t / "x.ova", ovf_text(d.arm64_loader), d.arm64_loader),
+        {"disk.no-efi-loader"},
+    ),
+    "ESP without FAT": (
+        lambda t, d: make_ova(t / "x.ova", ovf_text(d.esp_not_fat), d.esp_not_fat),
+        {"disk.esp-not-fat"},
+    ),
+    "no partition table": (
+        lambda t, d: make_ova(t / "x.ova", ovf_text(d.no_table), d.no_table), {"disk.no-esp"},
+    ),
+    "corrupt grain": (
+        lambda t, d: make_ova(t / "x.ova", ovf_text(d.corrupt_grain), d.corrupt_grain),
+        {"disk.unreadable"},
+    ),
+    "two descriptors": (
+        lambda t, d: make_ova(t / "x.ova", ovf_text(d.efi), d.efi,
+                              extra=[Entry("other.ovf", ovf_text(d.efi).encode())]),
+        {"archive.extra-descriptor"},
+    ),
 }
+
+# Warnings: the OVA stays valid, and the finding names the rule.
+WARNING_CASES: dict[str, tuple[Build, set[str], str]] = {
+    "no manifest": (
+        lambda t, d: make_ova(t / "w.ova", ovf_text(d.efi), d.efi, manifest=False),
+        {"manifest.missing"}, "efi",
+    ),
+    "BootOrderSection with EFI": (
+        _with_ovf(lambda text: text.replace(
+            "</ovf:VirtualSystem>",
+            '<vmw:BootOrderSection vmw:type="disk"><ovf:Info>Boot order</ovf:Info>'
+            "</vmw:BootOrderSection></ovf:VirtualSystem>",
+        )),
+        {"boot.bootorder-with-efi"}, "efi",
+    ),
+    "secure boot with BIOS": (
+        lambda t, d: make_ova(t / "w.ova", ovf_text(d.bios, firmware="bios", secure_boot=True),
+                              d.bios),
+        {"boot.secure-boot-without-efi"}, "bios",
+    ),
+    "unreferenced member": (
+        lambda t, d: make_ova(t / "w.ova", ovf_text(d.efi), d.efi,
+                              extra=[Entry("README.txt", b"hello")]),
+        {"archive.unreferenced"}, "efi",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WARNING_CASES))
+def test_warning_cases(case: str, tmp_path: Path, disks: Disks) -> None:
+    build, expected, firmware = WARNING_CASES[case]
+    report = validate_ova(build(tmp_path, disks), firmware=firmware)
+    assert report.ok, report.render()
+    assert report.rules() == expected
+
+
+def test_every_rule_has_a_case() -> None:
+    tripped = set().union(*(rules for _, rules in CORPUS.values()))
+    tripped |= set().union(*(rules for _, rules, _ in WARNING_CASES.values()))
+    assert tripped == set(RULES)
 
 
 @pytest.mark.timeout(60)
