@@ -294,7 +294,16 @@ def nightly(c: Context, profile=None, datacenter=None, keep=3, report="output/re
 def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_default_gpu=False,
         installer_vm=None, installer_disk=None, installer_seconds=3, port=0):
     """Run the local vSphere simulator until Ctrl-C; prints how to connect."""
-    raise not_implemented("sim")
+    from ovapipe.simulator import SimulatorOptions, serve
+
+    with exits():
+        options = SimulatorOptions(
+            vc_version=vc_version, esx_version=esx_version, gpus=tuple(gpu or ()),
+            default_gpu=not no_default_gpu, installer_vm=installer_vm,
+            installer_disk=installer_disk, installer_seconds=float(installer_seconds),
+            port=int(port),
+        )
+        serve(options, announce=lambda text: print(text, flush=True))
 
 
 @task(

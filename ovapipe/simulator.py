@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -240,10 +240,9 @@ class Simulator:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise VSphereError(
-                    f"simulator exited with status {self._process.returncode}:\n"
-                    f"{self.log_text().strip()}"
-                )
+                # ovapipe-vcsim exits 2 on bad flags (usage), anything else is a failure.
+                error = ConfigError if self._process.returncode == 2 else VSphereError
+                raise error(f"simulator: {self.log_text().strip()}")
             if info_file.exists():
                 loaded = json.loads(info_file.read_text())
                 assert isinstance(loaded, dict)
@@ -361,6 +360,30 @@ class Simulator:
 def running(options: SimulatorOptions | None = None) -> Iterator[Simulator]:
     with Simulator(options or SimulatorOptions()) as sim:
         yield sim
+
+
+def connect_instructions(sim: Simulator) -> str:
+    """Shell lines that point CAPV/govc/ovapipe at the simulator, with its start-up time."""
+    lines = [f"export {name}={value}" for name, value in sim.env.items()]
+    lines.append(
+        f"# {sim.url}: vCenter {sim.options.vc_version}, ESXi {sim.options.esx_version}, "
+        f"started in {sim.startup_seconds:.2f}s (Ctrl-C stops it)"
+    )
+    return "\n".join(lines)
+
+
+def serve(options: SimulatorOptions, announce: Callable[[str], object]) -> None:
+    """Run a simulator until Ctrl-C (or until it dies, which is an error)."""
+    sim = Simulator(options, binary=build())
+    with sim:
+        announce(connect_instructions(sim))
+        try:
+            while sim.running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            announce("stopping the simulator")
+            return
+    raise VSphereError(f"the simulator exited by itself:\n{sim.log_text().strip()}")
 
 
 def hardware_table(binary: Path | None = None) -> dict[int, str]:

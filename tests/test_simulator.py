@@ -214,9 +214,9 @@ def test_versions_6_7_0(make_simulator: Callable[..., Any]) -> None:
 
 
 def test_bad_version_is_refused(make_simulator: Callable[..., Any]) -> None:
-    with pytest.raises(VSphereError, match="esx-version"):
+    with pytest.raises(ConfigError, match="esx-version"):
         make_simulator(esx_version="seven")
-    with pytest.raises(VSphereError, match="older than --esx-version"):
+    with pytest.raises(ConfigError, match="older than --esx-version"):
         make_simulator(vc_version="6.7.0", esx_version="7.0.3")
 
 
@@ -259,7 +259,7 @@ def test_vendor_id_above_0x7fff_comes_back_signed(make_simulator: Callable[..., 
 
 
 def test_gpu_flag_matching_no_host_is_refused(make_simulator: Callable[..., Any]) -> None:
-    with pytest.raises(VSphereError, match="matches no host"):
+    with pytest.raises(ConfigError, match="matches no host"):
         make_simulator(gpus=["nope*=10de:1eb8"])
 
 
@@ -431,3 +431,32 @@ def test_installer_waits_for_the_boot_command(installer_sim: Any) -> None:
         assert power_state(si, vm) == "poweredOn"
         wait_powered_off(si, vm, timeout=20)
         assert installer_sim.typed_text("build-typed") == "a"
+
+
+def test_create_descriptor_describes_an_exported_vm(simulator: Any, sim_session: Any) -> None:
+    import xml.etree.ElementTree as ET
+
+    from pyVmomi import vim
+
+    vm = create_vm_with_disk(sim_session, "described")
+    lease = vm.ExportVm()
+    info = ready_lease_info(sim_session, lease)
+    (disk_url,) = [u for u in info.deviceUrl if u.disk]
+    lease.HttpNfcLeaseComplete()
+    files = [vim.OvfManager.OvfFile(deviceId=disk_url.key, path="described-disk1.vmdk", size=123)]
+    result = sim_session.RetrieveContent().ovfManager.CreateDescriptor(
+        obj=vm, cdp=vim.OvfManager.CreateDescriptorParams(name="described", ovfFiles=files)
+    )
+    ns = {"ovf": "http://schemas.dmtf.org/ovf/envelope/1",
+          "vssd": "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData",
+          "vmw": "http://www.vmware.com/schema/ovf"}
+    root = ET.fromstring(result.ovfDescriptor)
+    (file_ref,) = root.findall("ovf:References/ovf:File", ns)
+    assert file_ref.get(f"{{{ns['ovf']}}}href") == "described-disk1.vmdk"
+    (disk,) = root.findall("ovf:DiskSection/ovf:Disk", ns)
+    assert disk.get(f"{{{ns['ovf']}}}fileRef") == file_ref.get(f"{{{ns['ovf']}}}id")
+    system_type = root.find(".//vssd:VirtualSystemType", ns)
+    assert system_type is not None and system_type.text == "vmx-17"
+    configs = {c.get(f"{{{ns['vmw']}}}key"): c.get(f"{{{ns['vmw']}}}value")
+               for c in root.findall(".//vmw:Config", ns)}
+    assert configs["firmware"] == "efi"

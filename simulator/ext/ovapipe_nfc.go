@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"reflect"
 	"strings"
 
 	"github.com/vmware/govmomi/object"
@@ -159,17 +158,8 @@ func (vm *VirtualMachine) ExportVm(ctx *Context, req *types.ExportVm) soap.HasFa
 		}
 		vd := disk.device.(*types.VirtualDisk)
 		capacityKB += vd.CapacityInKB
-		controllerName := "VirtualController0"
-		if controller, ok := devices.FindByKey(vd.ControllerKey).(types.BaseVirtualController); ok {
-			controllerName = fmt.Sprintf("%s%d", reflect.TypeOf(controller).Elem().Name(),
-				controller.GetVirtualController().BusNumber)
-		}
-		var unit int32
-		if vd.UnitNumber != nil {
-			unit = *vd.UnitNumber
-		}
 		lease.Info.DeviceUrl = append(lease.Info.DeviceUrl, types.HttpNfcLeaseDeviceUrl{
-			Key: fmt.Sprintf("/%s/%s:%d", vm.Self.Value, controllerName, unit),
+			Key: vm.ovapipeDiskKey(devices, vd),
 			Url: (&url.URL{
 				Scheme: "https",
 				Host:   "*",
