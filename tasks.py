@@ -151,15 +151,16 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
     help={
         "datacenter": "datacenter holding the template",
         "name": "template or VM name",
-        "min_vmx": "lowest acceptable virtual hardware version (default 17)",
+        "min_vmx": "lowest acceptable virtual hardware version: 17 or vmx-17 (default)",
         "firmware": "required firmware: efi (default) or bios",
         "insecure": "skip certificate verification (warns; not for production)",
         "json": "print one JSON object instead of a report",
     },
 )
-def validate_template(c: Context, datacenter, name, min_vmx=17, firmware="efi", insecure=False,
+def validate_template(c: Context, datacenter, name, min_vmx="17", firmware="efi", insecure=False,
                       json=False):
     """Check a VM template in vCenter: vmx version, firmware, snapshot, hosts."""
+    from ovapipe.validators.template import check_arguments
     from ovapipe.validators.template import validate_template as check_template
 
     from ovapipe.cli import emit_report
@@ -167,9 +168,10 @@ def validate_template(c: Context, datacenter, name, min_vmx=17, firmware="efi", 
     from ovapipe.vsphere.connect import session
 
     with exits():
+        check_arguments(min_vmx, firmware)
         connection = connection_from_env(insecure=insecure)
         with session(connection) as service:
-            report = check_template(service, datacenter, name, min_vmx=int(min_vmx),
+            report = check_template(service, datacenter, name, min_vmx=min_vmx,
                                     firmware=firmware)
     emit_report(report, json)
 

@@ -178,3 +178,24 @@ def test_a_vmx17_vm_on_esxi_67_hosts_cannot_run(make_simulator: Any) -> None:
     errors = [f.message for f in report.errors]
     assert any(m.startswith("host DC0_C0_H0 runs ESXi 6.7.0, but vmx-17 needs ESXi 7.0")
                for m in errors), errors
+
+
+@pytest.mark.parametrize(("flag", "value", "text"), [
+    ("--min-vmx", "vmx-x", "--min-vmx: not a hardware version"),
+    ("--firmware", "uefi", "--firmware 'uefi': expected one of efi, bios"),
+])
+def test_bad_arguments_exit_2_before_connecting(flag: str, value: str, text: str) -> None:
+    result = invoke({}, "validate-template", "--datacenter", "DC0", "--name", "x", flag, value)
+    assert result.returncode == 2
+    assert text in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.simulator
+def test_min_vmx_accepts_the_vmx_spelling(simulator: Any) -> None:
+    result = invoke(simulator.env, "validate-template", "--datacenter", "DC0",
+                    "--name", "DC0_H0_VM0", "--min-vmx", "vmx-20", "--firmware", "bios",
+                    "--json")
+    assert result.returncode == 1
+    [finding] = [f for f in json.loads(result.stdout)["findings"] if f["severity"] == "error"]
+    assert finding["rule"] == "hardware.version"
+    assert "vmx-19 is older than vmx-20" in finding["message"]

@@ -13,6 +13,7 @@ from ovapipe.errors import ConfigError
 from ovapipe.findings import Report
 from ovapipe.hardware import (
     FIRMWARE_EFI,
+    FIRMWARES,
     GPU_FIRMWARE_REASON,
     GPU_MIN_VMX,
     GPU_MIN_VMX_REASON,
@@ -90,12 +91,23 @@ def check_template(
     return report
 
 
+def check_arguments(min_vmx: str | int, firmware: str) -> int:
+    """--min-vmx as 17 or vmx-17 and --firmware efi|bios; ConfigError (exit 2) otherwise."""
+    try:
+        required = parse_vmx(min_vmx)
+    except ValueError as exc:
+        raise ConfigError(f"--min-vmx: {exc}") from None
+    if firmware not in FIRMWARES:
+        raise ConfigError(f"--firmware {firmware!r}: expected one of {', '.join(FIRMWARES)}")
+    return required
+
+
 def validate_template(
     service: Any,
     datacenter: str,
     name: str,
     *,
-    min_vmx: int = GPU_MIN_VMX,
+    min_vmx: str | int = GPU_MIN_VMX,
     firmware: str = FIRMWARE_EFI,
 ) -> Report:
     """Find ``name`` in ``datacenter`` and check it; ConfigError when it does not exist."""
@@ -106,6 +118,7 @@ def validate_template(
     from ovapipe.vsphere.inventory import datacenter as find_datacenter
     from ovapipe.vsphere.template import inventory_path, vms_named
 
+    required_vmx = check_arguments(min_vmx, firmware)
     dc = find_datacenter(service, datacenter)
     matches = vms_named(service, name, dc.obj)
     if not matches:
@@ -138,5 +151,5 @@ def validate_template(
                     compute.get("environmentBrowser"), hosts, vmx,
                 )
     return check_template(
-        vm, inventory_path(service, vm.obj), problems, min_vmx=min_vmx, firmware=firmware
+        vm, inventory_path(service, vm.obj), problems, min_vmx=required_vmx, firmware=firmware
     )
