@@ -583,3 +583,30 @@ def test_the_dropped_firmware_is_restored_and_said(
     assert "firmware bios -> efi" in log.getvalue()
     assert "reconfigured to match the OVA" in log.getvalue()
     assert read_template(simulator.connection, NAME)["config.firmware"] == "efi"
+
+
+def test_invoke_publish_prints_the_records_as_json(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, **simulator.env, "INVOKE_OVAPIPE_OUTPUT": str(tmp_path)}
+    command = [sys.executable, "-m", "invoke", "publish", "--ova", str(efi_ova),
+               "--datacenter", "DC0", "--cluster", "DC0_C0", "--datastore", "LocalDS_0",
+               "--network", "VM Network", "--json"]
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(command, cwd=root, env=env, text=True, capture_output=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    [record] = json.loads(result.stdout)
+    assert set(record) == set(RECORD_KEYS) and record["firmware"] == "efi"
+    assert json.loads(record_path(tmp_path, NAME, "DC0").read_text()) == record
+
+
+def test_invoke_publish_usage_errors_exit_2(simulator: Any, tmp_path: Path) -> None:
+    env = {**os.environ, **simulator.env}
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "publish", "--ova", str(tmp_path / "missing.ova"),
+         "--datacenter", "DC0"], cwd=root, env=env, text=True, capture_output=True, timeout=120)
+    assert result.returncode == 2
+    assert "missing.ova: no such OVA file" in result.stderr
+    assert "Traceback" not in result.stderr
