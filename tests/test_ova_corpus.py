@@ -436,6 +436,9 @@ def test_unopenable_is_config_error(tmp_path: Path) -> None:
         validate_ova(tmp_path / "absent.ova")
     with pytest.raises(ConfigError, match="directory"):
         validate_ova(tmp_path)
+    os.mkfifo(tmp_path / "pipe.ova")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        validate_ova(tmp_path / "pipe.ova")
     with pytest.raises(ConfigError, match="--firmware"):
         validate_ova(tmp_path / "absent.ova", firmware="uefi")
     with pytest.raises(ConfigError, match="--min-vmx"):

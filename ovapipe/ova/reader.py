@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -122,9 +123,12 @@ class MemberWindow(io.RawIOBase):
 def open_file(path: Path | str) -> int:
     """Open an OVA for reading; a ConfigError (exit 2) when that is impossible."""
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not an OVA file")
     try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: is a directory, not an OVA file")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: not a regular file (a pipe or device is no OVA)")
         return os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise ConfigError(f"cannot open {path}: {exc.strerror}") from None
