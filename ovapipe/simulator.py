@@ -162,6 +162,8 @@ def build(paths: BuildPaths | None = None, *, quiet: bool = False) -> Path:
             and paths.stamp.exists()
             and paths.stamp.read_text().strip() == stamp
         ):
+            if not quiet:
+                print(f"simulator up to date: {paths.binary}", file=sys.stderr)
             return paths.binary
         started = time.monotonic()
         _copy_package(paths)
@@ -196,6 +198,16 @@ def build(paths: BuildPaths | None = None, *, quiet: bool = False) -> Path:
 
 # ---------------------------------------------------------------------------- run
 
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies (no orphaned simulators)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 @dataclass
 class Simulator:
@@ -225,6 +237,7 @@ class Simulator:
                 stderr=subprocess.STDOUT,
                 cwd=self._workdir,
                 env={**os.environ, "TMPDIR": str(self._workdir)},
+                preexec_fn=_die_with_parent,
             )
         try:
             self._info = self._wait_for_info(info_file)

@@ -460,3 +460,47 @@ def test_create_descriptor_describes_an_exported_vm(simulator: Any, sim_session:
     configs = {c.get(f"{{{ns['vmw']}}}key"): c.get(f"{{{ns['vmw']}}}value")
                for c in root.findall(".//vmw:Config", ns)}
     assert configs["firmware"] == "efi"
+
+
+def test_simulator_dies_with_its_parent(simulator_binary: Path) -> None:
+    script = (
+        "import os\n"
+        "from pathlib import Path\n"
+        "from ovapipe.simulator import Simulator\n"
+        f"sim = Simulator(binary=Path({str(simulator_binary)!r})).start()\n"
+        "print(sim.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                         text=True).stdout
+    pid = int(out.strip())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    raise AssertionError(f"simulator {pid} outlived the process that started it")
+
+
+def test_import_spec_ignores_the_ovf_firmware_like_debians_simulator(sim_session: Any) -> None:
+    """Other parts test their firmware fix-up on this: the imported VM must come up bios."""
+    from pyVmomi import vim
+
+    efi_ovf = OVF_TEMPLATE.replace(
+        "</VirtualHardwareSection>",
+        '<vmw:Config xmlns:vmw="http://www.vmware.com/schema/ovf" ovf:required="false" '
+        'vmw:key="firmware" vmw:value="efi"/></VirtualHardwareSection>',
+    ).replace("{name}", "efi-import")
+    datastore = inventory.retrieve(sim_session, vim.Datastore, ["name"])[0].obj
+    result = sim_session.RetrieveContent().ovfManager.CreateImportSpec(
+        efi_ovf, cluster_pool(sim_session), datastore,
+        vim.OvfManager.CreateImportSpecParams(entityName="efi-import"),
+    )
+    config_spec = result.importSpec.configSpec
+    assert config_spec.version == "vmx-17"
+    assert config_spec.firmware in (None, "bios")
