@@ -259,6 +259,10 @@ CORPUS: dict[str, tuple[Build, set[str]]] = {
         _with_ovf(lambda text: text.replace('ovf:fileRef="file1"', 'ovf:fileRef="file9"')),
         {"descriptor.inconsistent"},
     ),
+    "negative capacity": (
+        _with_ovf(lambda text: text.replace(f'ovf:capacity="{CAPACITY}"', 'ovf:capacity="-1"')),
+        {"descriptor.inconsistent"},
+    ),
     "disk not attached": (
         _with_ovf(lambda text: text.replace("ovf:/disk/vmdisk1", "ovf:/disk/vmdisk7")),
         {"descriptor.inconsistent"},

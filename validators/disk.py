@@ -112,7 +112,7 @@ def check_vmdk(window: BinaryIO, disk: DiskRef, member_name: str,
             f"{label}: DiskSection ovf:format is '{disk.format}', expected "
             f"'{STREAM_OPTIMIZED_FORMAT}'",
         ))
-    if ovf_capacity is not None and header.capacity_bytes > ovf_capacity:
+    if ovf_capacity is not None and 0 < ovf_capacity < header.capacity_bytes:
         findings.append(Finding(
             "disk.capacity-mismatch", ERROR,
             f"{label}: the VMDK holds {header.capacity_bytes} bytes but DiskSection "

@@ -404,6 +404,8 @@ def check_consistency(descriptor: Descriptor) -> list[str]:
             problems.append(f"{label}: fileRef '{disk.file_ref}' is not in References")
         if disk.capacity_bytes is None:
             problems.append(f"{label}: no ovf:capacity")
+        elif disk.capacity_bytes <= 0:
+            problems.append(f"{label}: ovf:capacity {disk.capacity_bytes} bytes is not a disk")
     if descriptor.virtual_systems > 1:
         problems.append(
             f"{descriptor.virtual_systems} <VirtualSystem> elements: a node image is one VM"
