@@ -238,11 +238,19 @@ class HeldLease:
 
 
 def _abort(lease: Any, reason: str) -> None:
+    """Abort with the reason (shown in vCenter's task list); without it if that is refused.
+
+    A lease the server already ended cannot be aborted again; that is not an error here.
+    """
     from pyVmomi import vmodl
 
-    fault = vmodl.MethodFault(msg=reason)
-    with contextlib.suppress(Exception):
-        lease.HttpNfcLeaseAbort(fault=fault)
+    try:
+        lease.HttpNfcLeaseAbort(fault=vmodl.fault.SystemError(reason=reason[:500]))
+    except vmodl.fault.ManagedObjectNotFound:
+        return
+    except Exception:
+        with contextlib.suppress(Exception):
+            lease.HttpNfcLeaseAbort()
 
 
 @contextlib.contextmanager
