@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log"
@@ -10,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -24,6 +26,10 @@ const ovapipeCopyBuffer = 1 << 20
 // other path goes to Debian's handlers.
 func ovapipeNFCHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == Map.Path {
+			ovapipeLogSOAP(next, w, r)
+			return
+		}
 		if !strings.HasPrefix(r.URL.Path, nfcPrefix) {
 			next.ServeHTTP(w, r)
 			return
@@ -42,6 +48,62 @@ func ovapipeNFCHandler(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 		}
 	})
+}
+
+// ovapipeSOAPLimit bounds the SOAP request bodies read for the call log.
+const ovapipeSOAPLimit = 64 << 20
+
+type ovapipeStatusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *ovapipeStatusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// ovapipeSOAPMethod is the first element inside the SOAP Body: the method called.
+func ovapipeSOAPMethod(body []byte) string {
+	i := bytes.Index(body, []byte("Body"))
+	if i < 0 {
+		return "?"
+	}
+	rest := body[i:]
+	start := bytes.IndexByte(rest, '<')
+	if start < 0 {
+		return "?"
+	}
+	rest = rest[start+1:]
+	end := bytes.IndexAny(rest, " >/")
+	if end < 0 {
+		return "?"
+	}
+	name := string(rest[:end])
+	if colon := strings.LastIndexByte(name, ':'); colon >= 0 {
+		name = name[colon+1:]
+	}
+	return name
+}
+
+// ovapipeLogSOAP logs one line per SOAP call (method, status, duration), so a failing
+// test's simulator log says what the client asked for.
+func ovapipeLogSOAP(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, ovapipeSOAPLimit))
+	_ = r.Body.Close()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	started := time.Now()
+	sw := &ovapipeStatusWriter{ResponseWriter: w, status: http.StatusOK}
+	next.ServeHTTP(sw, r)
+	outcome := "ok"
+	if sw.status != http.StatusOK {
+		outcome = fmt.Sprintf("fault (HTTP %d)", sw.status)
+	}
+	log.Printf("soap %s: %s in %s", ovapipeSOAPMethod(body), outcome, time.Since(started).Round(time.Microsecond))
 }
 
 func ovapipeLeaseFile(urlPath string) (string, bool) {

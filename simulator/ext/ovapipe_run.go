@@ -107,6 +107,9 @@ func OvapipeRun(opts OvapipeOptions) error {
 		"startup_seconds":        time.Since(started).Seconds(),
 	}
 	for _, key := range []string{"VSPHERE_SERVER", "VSPHERE_USERNAME", "VSPHERE_PASSWORD", "VSPHERE_TLS_THUMBPRINT"} {
+		if key == "VSPHERE_PASSWORD" && opts.InfoFile != "" {
+			continue // stdout is a log then; the password is in the (0600) info file
+		}
 		fmt.Printf("export %s=%s\n", key, info[key])
 	}
 	fmt.Printf("# govmomi simulator %s (vCenter %s, ESXi %s) ready in %.2fs\n",
