@@ -50,6 +50,7 @@ class SimulatorOptions:
     installer_disk: Path | str | None = None
     installer_seconds: float = 3
     port: int = 0
+    strict_vmx: bool = False  # refuse CreateVM_Task/ImportVApp of a vmx the hosts cannot run
 
     def argv(self) -> list[str]:
         args = ["--vc-version", self.vc_version, "--esx-version", self.esx_version]
@@ -65,6 +66,8 @@ class SimulatorOptions:
                 "--installer-disk", str(Path(self.installer_disk).resolve()),
                 "--installer-seconds", str(self.installer_seconds),
             ]
+        if self.strict_vmx:
+            args.append("--strict-vmx")
         args += ["--port", str(self.port)]
         return args
 

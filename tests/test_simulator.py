@@ -361,7 +361,7 @@ def installer_sim(make_simulator: Callable[..., Any], small_vmdk: Path) -> Itera
     yield make_simulator(installer_vm="build-*", installer_disk=small_vmdk, installer_seconds=1)
 
 
-def create_vm_with_disk(si: Any, name: str) -> Any:
+def create_vm_with_disk(si: Any, name: str, version: str = "vmx-17") -> Any:
     from pyVmomi import vim
 
     datacenter = inventory.datacenter(si, "DC0")
@@ -381,7 +381,7 @@ def create_vm_with_disk(si: Any, name: str) -> Any:
         ),
     )
     spec = vim.vm.ConfigSpec(
-        name=name, version="vmx-17", firmware="efi", guestId="ubuntu64Guest",
+        name=name, version=version, firmware="efi", guestId="ubuntu64Guest",
         files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
         deviceChange=[controller, disk],
     )
@@ -504,3 +504,24 @@ def test_import_spec_ignores_the_ovf_firmware_like_debians_simulator(sim_session
     config_spec = result.importSpec.configSpec
     assert config_spec.version == "vmx-17"
     assert config_spec.firmware in (None, "bios")
+
+
+def test_strict_vmx_refuses_versions_the_hosts_cannot_run(
+    make_simulator: Callable[..., Any], small_vmdk: Path
+) -> None:
+    from pyVmomi import vmodl
+
+    sim = make_simulator(esx_version="6.7.0", vc_version="6.7.0", strict_vmx=True)
+    with session(sim.connection) as si:
+        with pytest.raises(vmodl.fault.InvalidArgument, match="vmx-17 is not supported"):
+            create_vm_with_disk(si, "too-new")
+        with pytest.raises(vmodl.fault.InvalidArgument, match=r"ESXi 6\.7\.0 creates up to vmx-14"):
+            import_vm(si, sim.connection, "too-new-import", small_vmdk)
+        create_vm_with_disk(si, "fits", version="vmx-14")
+    assert "soap CreateVM_Task: refused" in sim.log_text()
+
+
+def test_without_strict_vmx_any_version_is_created(make_simulator: Callable[..., Any]) -> None:
+    sim = make_simulator(esx_version="6.7.0", vc_version="6.7.0")
+    with session(sim.connection) as si:
+        create_vm_with_disk(si, "registered-from-elsewhere")

@@ -98,12 +98,18 @@ func ovapipeLogSOAP(next http.Handler, w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	started := time.Now()
 	sw := &ovapipeStatusWriter{ResponseWriter: w, status: http.StatusOK}
+	method := ovapipeSOAPMethod(body)
+	if fault := ovapipeUnsupportedVMX(method, body); fault != nil {
+		log.Printf("soap %s: refused: %s", method, fault.String)
+		ovapipeWriteFault(sw, fault)
+		return
+	}
 	next.ServeHTTP(sw, r)
 	outcome := "ok"
 	if sw.status != http.StatusOK {
 		outcome = fmt.Sprintf("fault (HTTP %d)", sw.status)
 	}
-	log.Printf("soap %s: %s in %s", ovapipeSOAPMethod(body), outcome, time.Since(started).Round(time.Microsecond))
+	log.Printf("soap %s: %s in %s", method, outcome, time.Since(started).Round(time.Microsecond))
 }
 
 func ovapipeLeaseFile(urlPath string) (string, bool) {

@@ -40,6 +40,7 @@ type OvapipeOptions struct {
 	InfoFile         string
 	Username         string
 	Password         string
+	StrictVMX        bool
 }
 
 // OvapipeRun builds the inventory, serves it until SIGINT/SIGTERM and cleans up.
@@ -64,6 +65,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 		}
 	}
 
+	ovapipeStrictVMX = opts.StrictVMX
 	model := VPX()
 	if err := model.Create(); err != nil {
 		return fmt.Errorf("creating the inventory: %s", err)

@@ -89,7 +89,10 @@ func ovapipeCreatableVMX(esxVersion string) ([]int, error) {
 	return versions, nil
 }
 
-var ovapipeCreatable []int
+var (
+	ovapipeCreatable  []int
+	ovapipeESXVersion string
+)
 
 // Build numbers of the GA releases, so fullName looks like the real thing.
 var ovapipeBuilds = map[string][2]string{
@@ -135,6 +138,7 @@ func ovapipeSetVersions(vcVersion, esxVersion string) error {
 	if ovapipeKeyLess(vcKey, esxKey) {
 		return fmt.Errorf("--vc-version %s is older than --esx-version %s: vCenter cannot manage newer hosts", vcVersion, esxVersion)
 	}
+	ovapipeESXVersion = esxVersion
 	ovapipeCreatable, err = ovapipeCreatableVMX(esxVersion)
 	if err != nil {
 		return fmt.Errorf("--esx-version: %s", err)

@@ -29,6 +29,7 @@ func main() {
 	flag.Float64Var(&opts.InstallerSeconds, "installer-seconds", 3, "seconds the simulated install takes")
 	flag.IntVar(&opts.Port, "port", 0, "port on 127.0.0.1 (0: a free one)")
 	flag.StringVar(&opts.InfoFile, "info-file", "", "write the connection settings as JSON to this file")
+	flag.BoolVar(&opts.StrictVMX, "strict-vmx", false, "refuse creating VMs whose hardware version the ESXi version cannot run")
 	flag.StringVar(&opts.Username, "username", "user", "login user name")
 	printTable := flag.Bool("print-hardware-table", false, "print the vmx -> ESXi table as JSON and exit")
 	flag.Parse()
