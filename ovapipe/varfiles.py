@@ -314,23 +314,38 @@ def resolve(
     return ResolvedVars(the_profile, template, public, public_sources, secrets)
 
 
+# ovapipe variable -> image-builder's name (images/capi/packer/ova: vsphere.json and
+# packer-node.json). ISO, boot and VM-name settings stay out: image-builder takes those from
+# its own OS files.
+IMAGE_BUILDER_NAMES: Final[dict[str, str]] = {
+    "vcenter_server": "vcenter_server",
+    "username": "username",
+    "insecure_connection": "insecure_connection",
+    "datacenter": "datacenter",
+    "cluster": "cluster",
+    "host": "host",
+    "resource_pool": "resource_pool",
+    "datastore": "datastore",
+    "network": "network",
+    "folder": "folder",
+    "vmx_version": "vmx_version",
+    "firmware": "firmware",
+    "cpus": "cpu",
+    "memory": "memory",
+    "disk_size": "disk_size",
+    "disk_thin_provisioned": "disk_thin_provisioned",
+    "guest_os_type": "vsphere_guest_os_type",
+}
+
+
 def image_builder_vars(values: Mapping[str, Any]) -> dict[str, str]:
-    """The same settings with image-builder's names, as strings (its PACKER_VAR_FILES)."""
-    renames = {
-        "cpus": "cpu",
-        "guest_os_type": "vsphere_guest_os_type",
-    }
+    """The same settings under image-builder's names, as strings (for PACKER_VAR_FILES)."""
     out: dict[str, str] = {"convert_to_template": "false"}
-    for key, value in values.items():
-        if key in ("iso_paths", "kubernetes_version", "boot_wait", "shutdown_timeout"):
+    for key, name in IMAGE_BUILDER_NAMES.items():
+        if key not in values:
             continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, list):
-            continue
-        else:
-            text = str(value)
-        out[renames.get(key, key)] = text
+        value = values[key]
+        out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     if "kubernetes_version" in values:
         semver = "v" + str(values["kubernetes_version"]).removeprefix("v")
         out["kubernetes_semver"] = semver

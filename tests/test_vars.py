@@ -269,6 +269,7 @@ def test_image_builder_format_uses_its_names(tmp_path: Path) -> None:
     assert data["kubernetes_series"] == "v1.30"
     assert all(isinstance(v, str) for v in data.values())
     assert "password" not in data
+    assert "iso_url" not in data  # image-builder takes the ISO from its own OS files
     assert PASSWORD not in path.read_text()
     assert image_builder_vars({"insecure_connection": True})["insecure_connection"] == "true"
 
