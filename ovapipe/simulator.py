@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -370,12 +370,6 @@ class Simulator:
     def typed_text(self, vm_name: str) -> str:
         """What PutUsbScanCodes typed into the VM, decoded ("\\n" for Enter, "<f2>" ...)."""
         return self._get(TYPED_PATH, {"vm": vm_name}).decode()
-
-
-@contextlib.contextmanager
-def running(options: SimulatorOptions | None = None) -> Iterator[Simulator]:
-    with Simulator(options or SimulatorOptions()) as sim:
-        yield sim
 
 
 def connect_instructions(sim: Simulator) -> str:

@@ -195,6 +195,23 @@ def type_text(vm: Any, text: str) -> int:
 # -------------------------------------------------------------------------------- tests
 
 
+def test_build_is_idempotent(simulator_binary: Path) -> None:
+    from ovapipe.simulator import build
+
+    before = simulator_binary.stat().st_mtime_ns
+    assert build(quiet=True) == simulator_binary
+    assert simulator_binary.stat().st_mtime_ns == before
+
+
+def test_installer_options_need_a_disk() -> None:
+    from ovapipe.simulator import SimulatorOptions
+
+    with pytest.raises(ConfigError, match="installer_disk"):
+        SimulatorOptions(installer_vm="build-*").argv()
+    argv = SimulatorOptions(installer_vm="b*", installer_disk="d.vmdk", default_gpu=False).argv()
+    assert "--no-default-gpu" in argv and argv[argv.index("--installer-vm") + 1] == "b*"
+
+
 def test_default_versions_are_7_0_3(sim_session: Any) -> None:
     about = sim_session.RetrieveContent().about
     assert (about.version, about.apiVersion) == ("7.0.3", "7.0.3.0")
