@@ -87,7 +87,9 @@ def _lock_folder(service: Any) -> tuple[Any, Holder | None] | None:
     root = service.RetrieveContent().rootFolder
     for found in retrieve(service, vim.Folder, ["name", "parent", "customValue"], root):
         if found.name == LOCK_FOLDER and found.get("parent") == root:
-            value = next((v.value for v in found.get("customValue", []) if v.key == key), "")
+            # The last value for the key: vCenter keeps one, Debian's simulator appends.
+            values = [v.value for v in found.get("customValue", []) if v.key == key]
+            value = values[-1] if values else ""
             try:
                 return found.obj, Holder(**json.loads(value))
             except (ValueError, TypeError):

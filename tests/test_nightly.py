@@ -1,0 +1,182 @@
+"""invoke nightly against the simulator: retention, a failed build, the lock, the report."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ovapipe import config
+from ovapipe.nightly import NIGHTLY_BUILD_FACT, NightlyRequest, build_stamp, run_nightly
+from ovapipe.paths import REPO_ROOT, VARS_DIR
+from ovapipe.vsphere.lock import LOCK_FOLDER, Holder, NightlyLock
+
+pytestmark = [pytest.mark.simulator, pytest.mark.packer, pytest.mark.slow]
+
+PROFILE = "ubuntu-2004-efi"
+PLACEMENT = {
+    config.ENV_DATACENTER: "DC0",
+    config.ENV_CLUSTER: "DC0_C0",
+    config.ENV_DATASTORE: "LocalDS_0",
+    config.ENV_NETWORK: "VM Network",
+}
+SITE = str(VARS_DIR / "site" / "simulator.json")
+
+
+@pytest.fixture
+def sim(make_simulator: Callable[..., Any], efi_vmdk: Path) -> Any:
+    return make_simulator(installer_vm=f"{PROFILE}-*", installer_disk=efi_vmdk,
+                          installer_seconds=2)
+
+
+def env_for(sim: Any) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VSPHERE_", "PKR_VAR_"))}
+    return {**clean, **sim.env, **PLACEMENT}
+
+
+def request(tmp: Path, *, keep: int = 1, sets: tuple[str, ...] = (), resume: bool = False,
+            ) -> NightlyRequest:
+    return NightlyRequest(profiles=(PROFILE,), datacenters=("DC0",), keep=keep,
+                          report_dir=tmp / "report", output_dir=tmp, var_files=(SITE,),
+                          sets=sets, resume=resume, cluster="DC0_C0", datastore="LocalDS_0",
+                          network="VM Network")
+
+
+def inventory(sim: Any) -> dict[str, tuple[bool, str]]:
+    """Every VM and folder name with (is template, annotation)."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.inventory import retrieve
+
+    with session(sim.connection) as service:
+        vms = {vm.name: (bool(vm.get("config.template")), vm.get("config.annotation") or "")
+               for vm in retrieve(service, vim.VirtualMachine,
+                                  ["name", "config.template", "config.annotation"])}
+        folders = {f"folder:{f.name}": (False, "")
+                   for f in retrieve(service, vim.Folder, ["name"])}
+    return {**vms, **folders}
+
+
+def nightly_templates(sim: Any) -> list[str]:
+    return sorted(name for name, (template, note) in inventory(sim).items()
+                  if template and f"ovapipe.{NIGHTLY_BUILD_FACT}:" in note)
+
+
+def test_second_run_replaces_the_first_and_touches_nothing_else(sim: Any, tmp_path: Path) -> None:
+    before = inventory(sim)
+    first = run_nightly(request(tmp_path / "one"), env_for(sim), log=io.StringIO())
+    assert first.ok, first.summary()
+    (first_template,) = nightly_templates(sim)
+    assert first_template.startswith(f"{PROFILE}-")
+
+    second = run_nightly(request(tmp_path / "two"), env_for(sim), log=io.StringIO())
+    assert second.ok, second.summary()
+    (second_template,) = nightly_templates(sim)
+    assert second_template != first_template and second_template > first_template
+    retention = next(s for s in second.stages if s.stage == "retention")
+    assert first_template in retention.message
+
+    after = inventory(sim)
+    assert {k: v for k, v in after.items() if k != second_template} == before
+    manifest = next(Path(s.artifacts["manifest"]) for s in second.stages
+                    if "manifest" in s.artifacts)
+    text = manifest.read_text()
+    assert second_template in text and "vendorId: 4318" in text and "deviceId: 7864" in text
+
+
+def test_a_failed_build_keeps_yesterdays_template_and_reports_the_stage(
+    sim: Any, tmp_path: Path
+) -> None:
+    assert run_nightly(request(tmp_path / "one"), env_for(sim), log=io.StringIO()).ok
+    yesterday = nightly_templates(sim)
+
+    # The simulated install takes 2 s; Packer gives up waiting for the power-off after 1 s.
+    failed = run_nightly(request(tmp_path / "two", sets=("shutdown_timeout=1s",)),
+                         env_for(sim), log=io.StringIO())
+    assert not failed.ok
+    assert failed.summary().splitlines()[0].startswith(f"NIGHTLY FAILED at build-ova [{PROFILE}]")
+    assert nightly_templates(sim) == yesterday
+
+    report = json.loads((tmp_path / "two" / "report" / "report.json").read_text())
+    statuses = {s["stage"]: s["status"] for s in report["stages"]}
+    assert statuses["build-ova"] == "failed" and statuses["publish"] == "skipped"
+    assert statuses["retention"] == "skipped"
+    junit = ET.parse(tmp_path / "two" / "report" / "junit.xml").getroot()
+    failures = [c.get("name") for c in junit.iter("testcase") if c.find("failure") is not None]
+    assert failures == [f"build-ova [{PROFILE}]"]
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_lock(sim: Any, tmp_path: Path
+                                                                ) -> None:
+    holder = NightlyLock(sim.connection, "20261128-000000-other")
+    holder.acquire()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", "nightly", "--profile", PROFILE,
+             "--report", str(tmp_path / "report")],
+            cwd=REPO_ROOT, env=env_for(sim), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "NIGHTLY FAILED at lock [vcenter]: another nightly run holds the vCenter lock" \
+            in result.stdout
+        assert f"pid {os.getpid()}" in result.stdout and "20261128-000000-other" in result.stdout
+        assert "Traceback" not in result.stderr
+        assert nightly_templates(sim) == []
+    finally:
+        holder.release()
+    assert f"folder:{LOCK_FOLDER}" not in inventory(sim)
+
+
+def test_a_crashed_runs_lock_is_taken_over(sim: Any) -> None:
+    crashed = NightlyLock(sim.connection, "crashed")
+    crashed.holder = Holder(crashed.holder.who, crashed.holder.host, 2**22 + 12345,
+                            crashed.holder.started, crashed.holder.heartbeat, "crashed")
+    crashed.acquire()  # never released: as if the process died
+    fresh = NightlyLock(sim.connection, "fresh")
+    fresh.acquire()
+    assert f"folder:{LOCK_FOLDER}" in inventory(sim)
+    fresh.release()
+    assert f"folder:{LOCK_FOLDER}" not in inventory(sim)
+
+
+def test_resume_reuses_verified_artifacts_and_rebuilds_changed_ones(
+    sim: Any, tmp_path: Path
+) -> None:
+    first = run_nightly(request(tmp_path), env_for(sim), log=io.StringIO())
+    assert first.ok, first.summary()
+    resumed = run_nightly(request(tmp_path, resume=True), env_for(sim), log=io.StringIO())
+    assert resumed.ok, resumed.summary()
+    statuses = {s.stage: s.status for s in resumed.stages}
+    assert statuses["build-ova"] == "reused" and statuses["publish"] == "ok"
+
+    ova = Path(next(s.artifacts["ova"] for s in first.stages if s.stage == "build-ova"))
+    with ova.open("r+b") as handle:
+        handle.seek(700)
+        handle.write(b"tampered")
+    again = run_nightly(request(tmp_path, resume=True), env_for(sim), log=io.StringIO())
+    assert {s.stage: s.status for s in again.stages}["build-ova"] != "reused"
+
+
+def test_usage_errors_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="keep at least 1"):
+        run_nightly(NightlyRequest(profiles=(PROFILE,), datacenters=("DC0",), keep=0), {})
+    with pytest.raises(Exception, match="no datacenter"):
+        run_nightly(NightlyRequest(profiles=(PROFILE,), datacenters=()), {})
+    with pytest.raises(Exception, match="nosuch"):
+        run_nightly(NightlyRequest(profiles=("nosuch",), datacenters=("DC0",)), {})
+
+
+def test_build_stamp_sorts_by_time() -> None:
+    import datetime as dt
+
+    early = build_stamp(dt.datetime(2026, 11, 28, 3, 0, 0, tzinfo=dt.UTC))
+    late = build_stamp(dt.datetime(2026, 12, 1, 2, 0, 0, tzinfo=dt.UTC))
+    assert early == "20261128-030000" and early < late
