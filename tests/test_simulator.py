@@ -542,3 +542,17 @@ def test_without_strict_vmx_any_version_is_created(make_simulator: Callable[...,
     sim = make_simulator(esx_version="6.7.0", vc_version="6.7.0")
     with session(sim.connection) as si:
         create_vm_with_disk(si, "registered-from-elsewhere")
+
+
+def test_export_of_a_never_written_disk_is_a_blank_stream_optimized_vmdk(
+    simulator: Any, sim_session: Any, tmp_path: Path
+) -> None:
+    vm = create_vm_with_disk(sim_session, "blank")
+    (data,) = export_disks(sim_session, simulator.connection, vm)
+    vmdk, raw = tmp_path / "blank.vmdk", tmp_path / "blank.raw"
+    vmdk.write_bytes(data)
+    assert b'createType="streamOptimized"' in data
+    subprocess.run(["qemu-img", "check", str(vmdk)], check=True, capture_output=True)
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(vmdk), str(raw)], check=True)
+    assert raw.stat().st_size == 4096 * 1024
+    assert raw.read_bytes().count(0) == 4096 * 1024

@@ -219,12 +219,15 @@ func (vm *VirtualMachine) ExportVm(ctx *Context, req *types.ExportVm) soap.HasFa
 	var capacityKB int64
 	for i, disk := range vm.ovapipeDisks() {
 		name := fmt.Sprintf("disk-%d.vmdk", i)
+		vd := disk.device.(*types.VirtualDisk)
+		if err := ovapipeFillBlankDisk(disk.file, vd.CapacityInKB); err != nil {
+			log.Printf("export %s: %s", disk.file, err)
+		}
 		lease.files[name] = disk.file
 		var size int64
 		if stat, err := os.Stat(disk.file); err == nil {
 			size = stat.Size()
 		}
-		vd := disk.device.(*types.VirtualDisk)
 		capacityKB += vd.CapacityInKB
 		lease.Info.DeviceUrl = append(lease.Info.DeviceUrl, types.HttpNfcLeaseDeviceUrl{
 			Key: vm.ovapipeDiskKey(devices, vd),
