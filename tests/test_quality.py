@@ -34,8 +34,16 @@ def test_shell_scripts_pass_shellcheck():
 
 
 def test_the_wheel_installs_only_the_ovapipe_top_level_package(tmp_path):
+    # Built from a copy, so setuptools' build/ folder is not left in the repository.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for package in ("ovapipe", "validators"):
+        shutil.copytree(ROOT / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     result = run(str(BIN / "python"), "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                 "-q", "-w", str(tmp_path), str(ROOT))
+                 "-q", "-w", str(tmp_path), str(source))
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("ovapipe-*.whl")
     with zipfile.ZipFile(wheel) as archive:

@@ -29,6 +29,7 @@ from ovapipe.config import Connection, normalize_thumbprint
 from ovapipe.errors import CheckFailed, VSphereError
 from ovapipe.progress import Progress
 from ovapipe.vsphere.connect import PinnedHTTPSConnection
+from ovapipe.vsphere.tasks import fault_message
 
 BLOCK_SIZE: Final = 1 << 20
 DISK_CONTENT_TYPE: Final = "application/x-vnd.vmware-streamVmdk"
@@ -126,16 +127,6 @@ def resolve_target(device_url: Any, connection: Connection, cookie: str | None) 
     )
 
 
-def _fault_message(fault: Any) -> str:
-    if fault is None:
-        return "unknown error"
-    message = getattr(fault, "localizedMessage", None) or getattr(fault, "msg", None)
-    inner = getattr(fault, "fault", None)
-    if not message and inner is not None:
-        message = getattr(inner, "msg", None) or type(inner).__name__
-    return str(message or fault or type(fault).__name__)
-
-
 def wait_ready(service: Any, lease: Any, *, timeout: float = 600, poll: float = 0.2) -> Any:
     """Wait for the lease to leave 'initializing'; return its info or raise VSphereError."""
     from ovapipe.vsphere.inventory import properties
@@ -147,7 +138,7 @@ def wait_ready(service: Any, lease: Any, *, timeout: float = 600, poll: float = 
         if state == "ready":
             return props["info"]
         if state == "error":
-            raise VSphereError(f"the lease failed: {_fault_message(props.get('error'))}")
+            raise VSphereError(f"the lease failed: {fault_message(props.get('error'))}")
         if state == "done":
             raise VSphereError("the lease is already done: nothing to transfer")
         if time.monotonic() > deadline:
@@ -201,7 +192,7 @@ class KeepAlive:
     def check(self) -> None:
         if self.error is not None:
             raise VSphereError(
-                f"the lease ended on the server side: {_fault_message(self.error)}"
+                f"the lease ended on the server side: {fault_message(self.error)}"
             ) from None
 
 
@@ -280,7 +271,7 @@ def hold_lease(
         except Exception as exc:
             raise VSphereError(
                 "could not complete the lease (it was aborted or timed out on the server "
-                f"side): {_fault_message(exc)}"
+                f"side): {fault_message(exc)}"
             ) from None
     except BaseException as exc:
         if keepalive is not None:

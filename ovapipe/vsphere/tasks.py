@@ -9,11 +9,16 @@ from ovapipe.errors import VSphereError
 
 
 def fault_message(fault: Any) -> str:
-    """The most specific human text a vSphere fault carries."""
+    """The most specific human text a vSphere fault (or MethodFault wrapper) carries."""
+    if fault is None:
+        return "unknown error"
     text = getattr(fault, "localizedMessage", None) or getattr(fault, "msg", None)
     for message in getattr(fault, "faultMessage", None) or []:
         text = text or getattr(message, "message", None)
-    return str(text or type(fault).__name__)
+    inner = getattr(fault, "fault", None)
+    if not text and inner is not None:
+        text = getattr(inner, "msg", None) or type(inner).__name__
+    return str(text or fault or type(fault).__name__)
 
 
 def wait_for_task(task: Any, description: str, *, timeout: float = 3600, poll: float = 0.1) -> Any:
