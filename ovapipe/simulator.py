@@ -221,6 +221,7 @@ class Simulator:
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _workdir: Path | None = field(default=None, init=False, repr=False)
     _info: dict[str, object] = field(default_factory=dict, init=False, repr=False)
+    _saved_log: str = field(default="", init=False, repr=False)
     startup_seconds: float = field(default=0.0, init=False)
 
     # -- lifecycle
@@ -347,7 +348,7 @@ class Simulator:
 
     def log_text(self) -> str:
         if self._workdir is None:
-            return getattr(self, "_saved_log", "")
+            return self._saved_log
         with contextlib.suppress(FileNotFoundError):
             return self.log_path.read_text(errors="replace")
         return ""

@@ -438,16 +438,21 @@ def test_installer_ignores_other_vms(installer_sim: Any) -> None:
         assert power_state(si, vm) == "poweredOn"
 
 
-def test_installer_waits_for_the_boot_command(installer_sim: Any) -> None:
-    with session(installer_sim.connection) as si:
+def test_installer_waits_for_the_boot_command(
+    make_simulator: Callable[..., Any], small_vmdk: Path
+) -> None:
+    # Install takes 2 s, counted from the last keystroke: typing at 1 s moves power-off from
+    # 2 s to 3 s after power-on; the check at 2.5 s sees it still on (0.5 s margins).
+    sim = make_simulator(installer_vm="build-*", installer_disk=small_vmdk, installer_seconds=2)
+    with session(sim.connection) as si:
         vm = create_vm_with_disk(si, "build-typed")
         wait_task(si, vm.PowerOnVM_Task())
-        time.sleep(0.6)
+        time.sleep(1.0)
         type_text(vm, "a")
-        time.sleep(0.6)
+        time.sleep(1.5)
         assert power_state(si, vm) == "poweredOn"
         wait_powered_off(si, vm, timeout=20)
-        assert installer_sim.typed_text("build-typed") == "a"
+        assert sim.typed_text("build-typed") == "a"
 
 
 def test_create_descriptor_describes_an_exported_vm(simulator: Any, sim_session: Any) -> None:
