@@ -22,6 +22,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -177,7 +178,7 @@ def build(paths: BuildPaths | None = None, *, quiet: bool = False) -> Path:
             "GO111MODULE": "off",
             "GOPATH": f"{paths.gopath}:/usr/share/gocode",
             "GOCACHE": str(paths.gocache),
-            "GOFLAGS": "-mod=",
+            "GOFLAGS": "",
             "CGO_ENABLED": "0",
         }
         result = subprocess.run(
@@ -272,18 +273,21 @@ class Simulator:
 
         conn = self.connection
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
+        problem = "no answer"
+        while time.monotonic() < deadline:
             http = PinnedHTTPSConnection(conn.host, conn.port, conn, timeout=5)
             try:
                 http.request("GET", "/sdk/vimServiceVersions.xml")
-                if http.getresponse().status == 200:
+                status = http.getresponse().status
+                if status == 200:
                     return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
+                problem = f"HTTP {status}"
+            except (OSError, HTTPException) as exc:
+                problem = str(exc)
             finally:
                 http.close()
             time.sleep(0.02)
+        raise VSphereError(f"simulator at {self.url} does not answer: {problem}")
 
     def stop(self) -> None:
         process, self._process = self._process, None
