@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ovapipe.paths import REPO_ROOT
-from ovapipe.pci import PCI_IDS_PATH, PciId
+from ovapipe.pci import PciId
 from ovapipe.vsphere.gpus import GpuInventory, HostGpus, host_devices, short_name
 
 
@@ -61,7 +61,6 @@ def test_join_converts_signed_ids_and_keeps_capable_devices_only() -> None:
     assert not intel.enabled and intel.dynamic_passthrough is False
 
 
-@pytest.mark.skipif(not PCI_IDS_PATH.exists(), reason="Debian package pci.ids not installed")
 def test_name_falls_back_to_pci_ids() -> None:
     anonymous = FakePciDevice("0000:3b:00.0", 4318, 0x20B5, deviceName="Device 20b5")
     (device,) = host_devices([passthru(anonymous)], [anonymous], dynamic=None)
