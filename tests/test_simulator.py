@@ -326,6 +326,19 @@ def test_thumbprint_mismatch_is_rejected(simulator: Any) -> None:
         pass
 
 
+def test_a_sha256_pin_is_accepted(simulator: Any) -> None:
+    import hashlib
+    import ssl
+
+    from ovapipe.config import normalize_thumbprint
+
+    conn = simulator.connection
+    der = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((conn.host, conn.port)))
+    sha256 = normalize_thumbprint(hashlib.sha256(der).hexdigest())
+    with session(dataclasses.replace(conn, thumbprint=sha256)) as si:
+        assert si.RetrieveContent().about.version == "7.0.3"
+
+
 def test_several_simulators_at_once(make_simulator: Callable[..., Any]) -> None:
     first, second = make_simulator(), make_simulator(esx_version="6.7.0", vc_version="6.7.0")
     assert first.url != second.url
