@@ -503,23 +503,28 @@ def test_simulator_dies_with_its_parent(simulator_binary: Path) -> None:
         "from pathlib import Path\n"
         "from ovapipe.simulator import Simulator\n"
         f"sim = Simulator(binary=Path({str(simulator_binary)!r})).start()\n"
-        "print(sim.pid, flush=True)\n"
+        "print(sim.pid, sim.log_path.parent, flush=True)\n"
         "os._exit(0)\n"
     )
+    import shutil
     import sys
 
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
                          text=True).stdout
-    pid = int(out.strip())
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, 9)
-    raise AssertionError(f"simulator {pid} outlived the process that started it")
+    pid_text, workdir = out.split()
+    pid = int(pid_text)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(pid, 9)
+        raise AssertionError(f"simulator {pid} outlived the process that started it")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # its parent died before cleaning up
 
 
 def test_import_spec_ignores_the_ovf_firmware_like_debians_simulator(sim_session: Any) -> None:
