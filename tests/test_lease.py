@@ -334,7 +334,7 @@ def test_keepalive_reports_progress_and_notices_a_server_abort() -> None:
     while keepalive.error is None:
         threading.Event().wait(0.01)
     keepalive.stop()
-    with pytest.raises(VSphereError, match="the lease ended on the server side"):
+    with pytest.raises(VSphereError, match="the lease was aborted or timed out on the server side"):
         keepalive.check()
 
 
@@ -342,3 +342,23 @@ def test_keepalive_interval_is_well_inside_the_timeout() -> None:
     assert KeepAlive.interval_for(300) == 10
     assert KeepAlive.interval_for(8) == 2
     assert KeepAlive.interval_for(None) == 10
+
+
+@pytest.mark.parametrize(("lease_gone", "message"), [
+    (True, "the lease was aborted or timed out on the server side: The object"),
+    (False, "refused: HTTP 404"),
+])
+def test_a_refused_upload_names_a_lease_the_server_ended(
+    fake_properties: None, nfc: NfcServer, member: tuple[ByteRange, bytes], lease_gone: bool,
+    message: str,
+) -> None:
+    """vCenter answers 404 once it aborted a lease; the user must learn that, not the 404."""
+    source, _ = member
+    nfc.status = 404
+    lease = FakeLease()
+    with pytest.raises(VSphereError, match=message), \
+            hold_lease(object(), lease, nfc.connection, quiet(source.size)) as held:
+        lease.fail_progress = lease_gone
+        held.upload(held.target("/vm/VirtualLsiLogicController0:0"),
+                    lease_mod.RangeStream(source, None, name="disk-0.vmdk"), create=False)
+    assert lease.calls[-1] == "abort"

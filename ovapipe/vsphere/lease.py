@@ -35,6 +35,7 @@ BLOCK_SIZE: Final = 1 << 20
 DISK_CONTENT_TYPE: Final = "application/x-vnd.vmware-streamVmdk"
 FILE_CONTENT_TYPE: Final = "application/octet-stream"
 SESSION_COOKIE: Final = "vmware_soap_session"
+LEASE_ENDED: Final = "the lease was aborted or timed out on the server side"
 # Blocks read (and hashed) ahead of the sender; bounds memory to this many MiB per upload.
 READ_AHEAD_BLOCKS: Final = 4
 
@@ -191,9 +192,15 @@ class KeepAlive:
 
     def check(self) -> None:
         if self.error is not None:
-            raise VSphereError(
-                f"the lease ended on the server side: {fault_message(self.error)}"
-            ) from None
+            raise VSphereError(f"{LEASE_ENDED}: {fault_message(self.error)}") from None
+
+    def check_now(self) -> None:
+        """Ask the server now: after a refused transfer, a gone lease is the real reason."""
+        self.check()
+        try:
+            self.report()
+        except Exception as exc:
+            raise VSphereError(f"{LEASE_ENDED}: {fault_message(exc)}") from None
 
 
 @dataclass
@@ -216,7 +223,11 @@ class HeldLease:
         raise VSphereError(f"the lease has no device URL for {import_key}; it has: {keys}")
 
     def upload(self, target: Target, stream: BlockStream, *, create: bool) -> None:
-        upload(target, stream, create=create, progress=self.progress, check=self.check)
+        try:
+            upload(target, stream, create=create, progress=self.progress, check=self.check)
+        except VSphereError:
+            self.keepalive.check_now()
+            raise
 
     def check(self) -> None:
         """Raise if the server ended the lease, or the caller's own check says stop."""
@@ -225,7 +236,11 @@ class HeldLease:
             self.extra_check()
 
     def download(self, target: Target, out: IO[bytes]) -> Downloaded:
-        return download(target, out, progress=self.progress, check=self.check)
+        try:
+            return download(target, out, progress=self.progress, check=self.check)
+        except VSphereError:
+            self.keepalive.check_now()
+            raise
 
 
 def _abort(lease: Any, reason: str) -> None:
@@ -269,10 +284,7 @@ def hold_lease(
             lease.HttpNfcLeaseProgress(percent=100)
             lease.HttpNfcLeaseComplete()
         except Exception as exc:
-            raise VSphereError(
-                "could not complete the lease (it was aborted or timed out on the server "
-                f"side): {fault_message(exc)}"
-            ) from None
+            raise VSphereError(f"{LEASE_ENDED}: {fault_message(exc)}") from None
     except BaseException as exc:
         if keepalive is not None:
             keepalive.stop()
