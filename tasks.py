@@ -13,7 +13,7 @@ import invoke
 from invoke import Collection
 from invoke.context import Context
 
-from ovapipe.cli import exits, not_implemented
+from ovapipe.cli import exits
 
 # Long flags only: automatic short flags collide (-h, -m) and read ambiguously in scripts.
 task = partial(invoke.task, auto_shortflags=False)
@@ -109,32 +109,24 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
             insecure=False, json=False):
     """Upload an OVA as a vmx-17/EFI VM template in one or more datacenters."""
     import json as json_module
-    import os
     from pathlib import Path
 
-    from ovapipe.config import (
-        ENV_DATACENTER,
-        ENV_DATASTORE,
-        ENV_FOLDER,
-        ENV_NETWORK,
-        connection_from_env,
-    )
+    from ovapipe.config import connection_from_env, site_defaults
     from ovapipe.vsphere.publish import PublishOptions
     from ovapipe.vsphere.publish import publish as publish_ova
 
-    settings = c.config.get("ovapipe", {})
-    env = os.environ
     with exits():
+        site = site_defaults(c.config.get("ovapipe", {}))
         options = PublishOptions(
             ova=Path(ova),
-            datacenters=tuple(datacenter or filter(None, [env.get(ENV_DATACENTER)])),
-            cluster=cluster, resource_pool=resource_pool,
-            datastore=datastore or settings.get("datastore") or env.get(ENV_DATASTORE),
-            folder=folder or settings.get("folder") or env.get(ENV_FOLDER),
-            network=network or settings.get("network") or env.get(ENV_NETWORK),
+            datacenters=tuple(datacenter or filter(None, [site.datacenter])),
+            cluster=cluster or (None if resource_pool else site.cluster),
+            resource_pool=resource_pool,
+            datastore=datastore or site.datastore,
+            folder=folder or site.folder,
+            network=network or site.network,
             name=name, replace=replace, snapshot=not no_snapshot,
-            concurrency=int(settings.get("publish_concurrency") or 2),
-            output_dir=Path(settings.get("output") or "output"),
+            concurrency=site.publish_concurrency, output_dir=site.output,
         )
         records = publish_ova(options, connection_from_env(insecure=insecure))
     if json:
@@ -251,28 +243,22 @@ def cluster_template(c: Context, in_=None, out=None, publish_record=None, templa
 def nightly(c: Context, profile=None, datacenter=None, keep=3, report="output/report",
             resume=False):
     """The nightly image job: build, validate, publish, verify, hand off."""
-    import os
     import sys
     from pathlib import Path
 
-    from ovapipe import config
+    from ovapipe.config import site_defaults
     from ovapipe.nightly import NightlyRequest, run_nightly
 
-    settings = c.config.get("ovapipe", {})
-    env = os.environ
     with exits():
+        site = site_defaults(c.config.get("ovapipe", {}))
         report_dir = Path(report)
         result = run_nightly(NightlyRequest(
             profiles=tuple(profile or ["ubuntu-2004-efi"]),
-            datacenters=tuple(datacenter or filter(None, [env.get(config.ENV_DATACENTER)])),
-            keep=int(keep), report_dir=report_dir, resume=resume,
-            output_dir=Path(settings.get("output") or "output"),
-            cluster=env.get(config.ENV_CLUSTER),
-            datastore=settings.get("datastore") or env.get(config.ENV_DATASTORE),
-            network=settings.get("network") or env.get(config.ENV_NETWORK),
-            folder=settings.get("folder") or env.get(config.ENV_FOLDER),
-            concurrency=int(settings.get("publish_concurrency") or 2),
-        ), env)
+            datacenters=tuple(datacenter or filter(None, [site.datacenter])),
+            keep=int(keep), report_dir=report_dir, resume=resume, output_dir=site.output,
+            cluster=site.cluster, datastore=site.datastore, network=site.network,
+            folder=site.folder, concurrency=site.publish_concurrency,
+        ))
         print(result.summary())
         print(f"report: {report_dir / 'report.json'}, {report_dir / 'junit.xml'}",
               file=sys.stderr)

@@ -32,10 +32,6 @@ def exits() -> Iterator[None]:
         ) from None
 
 
-def not_implemented(task: str) -> Exit:
-    return Exit(f"error: `invoke {task}` is not implemented yet", 2)
-
-
 def emit_report(report: Report, as_json: bool) -> None:
     """Print a validation report and exit 1 when it has an error."""
     print(report.to_json() if as_json else report.render())

@@ -7,7 +7,8 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 from ovapipe.errors import ConfigError
 
@@ -108,3 +109,38 @@ def connection_from_env(
         )
     thumbprint = normalize_thumbprint(thumbprint_text) if thumbprint_text else None
     return Connection(host, port, env[ENV_USERNAME], password, thumbprint, insecure)
+
+
+@dataclass(frozen=True)
+class SiteDefaults:
+    """Where things go when no flag says: invoke.yaml's ``ovapipe`` section, then VSPHERE_*."""
+
+    datacenter: str | None
+    cluster: str | None
+    datastore: str | None
+    network: str | None
+    folder: str | None
+    output: Path
+    publish_concurrency: int
+
+
+def site_defaults(settings: Mapping[str, Any], env: Mapping[str, str] | None = None
+                  ) -> SiteDefaults:
+    env = os.environ if env is None else env
+
+    def pick(key: str, env_name: str) -> str | None:
+        return settings.get(key) or env.get(env_name) or None
+
+    try:
+        concurrency = int(settings.get("publish_concurrency") or 2)
+    except (TypeError, ValueError):
+        raise ConfigError("invoke.yaml: ovapipe.publish_concurrency must be a number") from None
+    return SiteDefaults(
+        datacenter=pick("datacenter", ENV_DATACENTER),
+        cluster=pick("cluster", ENV_CLUSTER),
+        datastore=pick("datastore", ENV_DATASTORE),
+        network=pick("network", ENV_NETWORK),
+        folder=pick("folder", ENV_FOLDER),
+        output=Path(settings.get("output") or "output"),
+        publish_concurrency=concurrency,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -158,9 +159,10 @@ def _previous_stamp(state: _State) -> tuple[str, str] | None:
     return (stamp, commit) if stamp and commit else None
 
 
-def run_nightly(request: NightlyRequest, env: Mapping[str, str], log: TextIO | None = None,
-                ) -> NightlyReport:
+def run_nightly(request: NightlyRequest, env: Mapping[str, str] | None = None,
+                log: TextIO | None = None) -> NightlyReport:
     """Run the job; returns the report (also written to ``request.report_dir``)."""
+    env = os.environ if env is None else env
     log = log or sys.stderr
     if not request.profiles:
         raise ConfigError("no profile given: pass --profile NAME (repeatable)")

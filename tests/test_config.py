@@ -52,3 +52,23 @@ def test_no_pin_requires_insecure():
 def test_bad_thumbprint(bad):
     with pytest.raises(ConfigError, match="SHA-1"):
         normalize_thumbprint(bad)
+
+
+def test_site_defaults_prefer_invoke_yaml_then_capv_variables():
+    from pathlib import Path
+
+    from ovapipe.config import site_defaults
+
+    env = {"VSPHERE_DATACENTER": "dc-env", "VSPHERE_DATASTORE": "ds-env",
+           "VSPHERE_CLUSTER": "c-env"}
+    site = site_defaults({"datastore": "ds-yaml", "output": "out", "network": None}, env)
+    assert (site.datacenter, site.datastore, site.cluster) == ("dc-env", "ds-yaml", "c-env")
+    assert site.network is None and site.output == Path("out")
+    assert site.publish_concurrency == 2
+
+
+def test_site_defaults_reject_a_bad_concurrency():
+    from ovapipe.config import site_defaults
+
+    with pytest.raises(ConfigError, match="publish_concurrency"):
+        site_defaults({"publish_concurrency": "many"}, {})
