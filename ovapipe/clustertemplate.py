@@ -18,7 +18,7 @@ from typing import Any, Final
 from ovapipe import capv
 from ovapipe.capv import GpuRequest, MmioPlan, plan_mmio
 from ovapipe.errors import CheckFailed, ConfigError
-from ovapipe.files import write_text
+from ovapipe.files import read_input_text, write_text
 from ovapipe.hardware import GPU_FIRMWARE, GPU_FIRMWARE_REASON, describe_vmx_need, parse_vmx
 from ovapipe.pci import parse_hex_pair
 from ovapipe.yamldocs import (
@@ -53,13 +53,10 @@ class PublishRecord:
 
 
 def read_publish_record(path: Path) -> PublishRecord:
+    text_of_record = read_input_text(path, f"--publish-record {path}")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--publish-record {path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"--publish-record {path}: cannot read: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = json.loads(text_of_record)
+    except json.JSONDecodeError as exc:
         raise ConfigError(f"--publish-record {path}: not JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"--publish-record {path}: expected a JSON object from `invoke publish`")
@@ -465,12 +462,7 @@ def run(request: ClusterTemplateRequest) -> ClusterTemplateResult:
 
 def _patch_file(path: Path, machine: str, changes: _Changes, warnings: list[str],
                 notes: list[str]) -> tuple[str, list[str]]:
-    try:
-        original = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--in {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--in {path}: cannot read: {exc}") from None
+    original = read_input_text(path, f"--in {path}")
     documents = split_documents(original)
     names, loaded = _machine_templates(documents, str(path))
     chosen = choose_machines(machine, names, loaded, str(path))

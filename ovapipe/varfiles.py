@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from ovapipe import config, hardware
 from ovapipe.errors import ConfigError
-from ovapipe.files import write_json
+from ovapipe.files import read_input_text, write_json
 from ovapipe.paths import REPO_ROOT, VARS_DIR
 from ovapipe.template import Template, read_template, template_dir
 
@@ -112,12 +112,7 @@ def display_name(path: Path) -> str:
 def load_layer(path: Path, name: str | None = None) -> Layer:
     """Read one JSON layer; errors name the file and, for bad JSON, the line and column."""
     name = name or display_name(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{name}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: cannot read: {exc}") from None
+    text = read_input_text(path, name)
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: dict[str, Any] = {}

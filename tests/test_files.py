@@ -20,3 +20,20 @@ def test_atomic_writer_replaces_only_when_complete(tmp_path):
     assert target.read_text() == "old"
     write_json(target, {"b": 1, "a": 2})
     assert target.read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+def test_read_input_text_names_the_input_and_the_problem(tmp_path):
+    from ovapipe.errors import ConfigError
+    from ovapipe.files import read_input_text
+
+    with pytest.raises(ConfigError, match=r"^--in x.yaml: no such file$"):
+        read_input_text(tmp_path / "x.yaml", "--in x.yaml")
+    with pytest.raises(ConfigError, match="is a folder"):
+        read_input_text(tmp_path)
+    binary = tmp_path / "b.json"
+    binary.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        read_input_text(binary, "site.json")
+    good = tmp_path / "g.json"
+    good.write_text("{}", encoding="utf-8")
+    assert read_input_text(good) == "{}"
