@@ -19,23 +19,44 @@ import pytest
 
 from ovapipe.config import Connection
 from ovapipe.errors import VSphereError
+from ovapipe.ova.archive import Member as ArchiveMember
+from ovapipe.ova.manifest import ManifestEntry
 from ovapipe.progress import Progress
 from ovapipe.vsphere import lease as lease_mod
 from ovapipe.vsphere.connect import certificate_thumbprint
 from ovapipe.vsphere.lease import (
     BLOCK_SIZE,
     DISK_CONTENT_TYPE,
-    ByteRange,
-    Digest,
     DigestMismatch,
     KeepAlive,
+    Target,
     hold_lease,
     resolve_target,
     session_cookie,
-    upload_range,
+    upload,
 )
+from ovapipe.vsphere.ovapass import OvaPass
 
-Member = tuple[ByteRange, bytes]
+
+@dataclass(frozen=True)
+class Source:
+    """``size`` bytes of ``path`` from ``offset``: a member inside an archive."""
+
+    path: Path
+    offset: int
+    size: int
+
+
+Member = tuple[Source, bytes]
+
+
+def upload_range(target: Target, source: Source, *, create: bool, progress: Progress,
+                 expected: ManifestEntry | None = None) -> None:
+    """``upload`` of one range of a file, streamed by the OVA reader the publish path uses."""
+    member = ArchiveMember(target.name, source.offset, source.size)
+    with OvaPass(source.path, source.path.stat().st_size, [(member, expected)],
+                 whole_file_sha256=False) as ova:
+        upload(target, ova.stream(0), create=create, progress=progress)
 
 
 @dataclass
@@ -143,12 +164,12 @@ def quiet(total: int | None) -> Progress:
 
 
 @pytest.fixture
-def member(tmp_path: Path) -> tuple[ByteRange, bytes]:
+def member(tmp_path: Path) -> Member:
     """A 'member' of 2.5 MiB in the middle of a bigger file."""
     payload = os.urandom(BLOCK_SIZE * 2 + BLOCK_SIZE // 2)
     path = tmp_path / "archive.ova"
     path.write_bytes(b"H" * 512 + payload + b"T" * 1024)
-    return ByteRange(path, 512, len(payload)), payload
+    return Source(path, 512, len(payload)), payload
 
 
 def test_star_host_becomes_the_vcenter_and_keeps_its_pin() -> None:
@@ -181,7 +202,8 @@ def test_disk_upload_streams_the_member_by_post(nfc: NfcServer, member: Member) 
     target = resolve_target(device_url(), nfc.connection, "vmware_soap_session=abc")
     progress = quiet(source.size)
     upload_range(target, source, create=False, progress=progress,
-           expected=Digest("sha256", hashlib.sha256(payload).hexdigest()))
+                 expected=ManifestEntry("disk-0.vmdk", "SHA256",
+                                        hashlib.sha256(payload).hexdigest()))
     [got] = nfc.received
     assert got.method == "POST" and got.path == "/nfc/52a1/disk-0.vmdk"
     assert got.headers["Content-Type"] == DISK_CONTENT_TYPE
@@ -195,8 +217,8 @@ def test_create_items_are_put(nfc: NfcServer, tmp_path: Path) -> None:
     path = tmp_path / "nvram"
     path.write_bytes(b"nvram" * 100)
     target = resolve_target(device_url(disk=False), nfc.connection, None)
-    upload_range(target, ByteRange(path, 0, 500), create=True, progress=quiet(500),
-           expected=Digest("sha1", hashlib.sha1(b"nvram" * 100).hexdigest()))
+    upload_range(target, Source(path, 0, 500), create=True, progress=quiet(500),
+                 expected=ManifestEntry("nvram", "SHA1", hashlib.sha1(b"nvram" * 100).hexdigest()))
     [got] = nfc.received
     assert got.method == "PUT" and got.complete
     assert got.headers["Content-Type"] == "application/octet-stream"
@@ -207,9 +229,9 @@ def test_digest_mismatch_stops_before_the_last_block(
 ) -> None:
     source, _ = member
     target = resolve_target(device_url(), nfc.connection, None)
-    with pytest.raises(DigestMismatch, match=r"disk-0.vmdk: sha256 .* manifest says 00"):
+    with pytest.raises(DigestMismatch, match=r"disk-0.vmdk: SHA256 .* manifest says 00"):
         upload_range(target, source, create=False, progress=quiet(source.size),
-               expected=Digest("sha256", "00" * 32))
+                     expected=ManifestEntry("disk-0.vmdk", "SHA256", "00" * 32))
     assert all(not got.complete for got in nfc.received)
 
 
@@ -250,7 +272,7 @@ def test_ctrl_c_from_progress_propagates(nfc: NfcServer, member: Member) -> None
     with pytest.raises(KeyboardInterrupt):
         upload_range(target, source, create=False,
                progress=Interrupting("t", source.size, io.StringIO(), tty=False))
-    assert not any(t.name == "upload-reader" for t in threading.enumerate())
+    assert not any(t.name.startswith("ova-") for t in threading.enumerate())
 
 
 def test_download_streams_and_hashes(nfc: NfcServer) -> None:
@@ -349,7 +371,7 @@ def test_keepalive_interval_is_well_inside_the_timeout() -> None:
     (False, "refused: HTTP 404"),
 ])
 def test_a_refused_upload_names_a_lease_the_server_ended(
-    fake_properties: None, nfc: NfcServer, member: tuple[ByteRange, bytes], lease_gone: bool,
+    fake_properties: None, nfc: NfcServer, member: Member, lease_gone: bool,
     message: str,
 ) -> None:
     """vCenter answers 404 once it aborted a lease; the user must learn that, not the 404."""
@@ -359,6 +381,9 @@ def test_a_refused_upload_names_a_lease_the_server_ended(
     with pytest.raises(VSphereError, match=message), \
             hold_lease(object(), lease, nfc.connection, quiet(source.size)) as held:
         lease.fail_progress = lease_gone
-        held.upload(held.target("/vm/VirtualLsiLogicController0:0"),
-                    lease_mod.RangeStream(source, None, name="disk-0.vmdk"), create=False)
+        target = held.target("/vm/VirtualLsiLogicController0:0")
+        disk = ArchiveMember("disk-0.vmdk", source.offset, source.size)
+        with OvaPass(source.path, source.path.stat().st_size, [(disk, None)],
+                     whole_file_sha256=False) as ova:
+            held.upload(target, ova.stream(0), create=False)
     assert lease.calls[-1] == "abort"

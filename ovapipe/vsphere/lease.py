@@ -15,13 +15,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import queue
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import IO, Any, Final, Protocol
 from urllib.parse import urlsplit
 
@@ -36,29 +34,10 @@ DISK_CONTENT_TYPE: Final = "application/x-vnd.vmware-streamVmdk"
 FILE_CONTENT_TYPE: Final = "application/octet-stream"
 SESSION_COOKIE: Final = "vmware_soap_session"
 LEASE_ENDED: Final = "the lease was aborted or timed out on the server side"
-# Blocks read (and hashed) ahead of the sender; bounds memory to this many MiB per upload.
-READ_AHEAD_BLOCKS: Final = 4
 
 
 class DigestMismatch(CheckFailed):
     """The bytes read from the OVA do not match its manifest; the upload was not finished."""
-
-
-@dataclass(frozen=True)
-class ByteRange:
-    """``size`` bytes of ``path`` from ``offset`` (an OVA member's data, a VMDK file)."""
-
-    path: Path
-    offset: int
-    size: int
-
-
-@dataclass(frozen=True)
-class Digest:
-    """An expected digest: hashlib algorithm name ('sha256', 'sha1', 'sha512') and hex."""
-
-    algorithm: str
-    hexdigest: str
 
 
 @dataclass(frozen=True)
@@ -332,88 +311,6 @@ class BlockStream(Protocol):
     def verify(self) -> None: ...
 
 
-class RangeStream:
-    """A byte range of a file read in 1 MiB blocks on a thread, hashing each block.
-
-    Reading and hashing overlap the TLS send (both release the GIL).
-    """
-
-    def __init__(
-        self, source: ByteRange, expected: Digest | None = None, name: str | None = None
-    ) -> None:
-        self.name = name or source.path.name
-        self.size = source.size
-        self.source = source
-        self.expected = expected
-        self.hash = hashlib.new(expected.algorithm if expected else "sha256")
-        self._free: queue.Queue[bytearray] = queue.Queue()
-        for _ in range(READ_AHEAD_BLOCKS):
-            self._free.put(bytearray(BLOCK_SIZE))
-        self._ready: queue.Queue[tuple[bytearray | BaseException | None, int]] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="upload-reader", daemon=True)
-
-    def _read(self) -> None:
-        try:
-            with open(self.source.path, "rb", buffering=0) as handle:
-                handle.seek(self.source.offset)
-                left = self.source.size
-                while left > 0:
-                    buffer = self._next_free()
-                    if buffer is None:
-                        return
-                    view = memoryview(buffer)[: min(BLOCK_SIZE, left)]
-                    count = handle.readinto(view)
-                    if not count:
-                        raise OSError(
-                            f"{self.source.path}: file ends {left} bytes before the range does"
-                        )
-                    self.hash.update(view[:count])
-                    left -= count
-                    self._ready.put((buffer, count))
-            self._ready.put((None, 0))
-        except BaseException as exc:
-            self._ready.put((exc, 0))
-
-    def _next_free(self) -> bytearray | None:
-        while not self._stop.is_set():
-            try:
-                return self._free.get(timeout=0.2)
-            except queue.Empty:
-                continue
-        return None
-
-    def __iter__(self) -> Iterator[memoryview]:
-        self._thread.start()
-        try:
-            while True:
-                item, count = self._ready.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield memoryview(item)[:count]
-                self._free.put(item)
-        finally:
-            self.close()
-
-    def verify(self) -> None:
-        if self.expected is None:
-            return
-        seen = self.hash.hexdigest()
-        if seen != self.expected.hexdigest.lower():
-            raise DigestMismatch(
-                f"{self.name}: {self.expected.algorithm} of the bytes read is {seen}, "
-                f"the manifest says {self.expected.hexdigest}; the file is corrupt "
-                "(upload stopped before the last block)"
-            )
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-
 def upload(
     target: Target,
     stream: BlockStream,
@@ -467,23 +364,6 @@ def upload(
     finally:
         if conn is not None:
             conn.close()
-
-
-def upload_range(
-    target: Target,
-    source: ByteRange,
-    *,
-    create: bool,
-    progress: Progress,
-    expected: Digest | None = None,
-    check: Callable[[], None] = lambda: None,
-) -> None:
-    """``upload`` of a byte range of a file (a VMDK, or a member at a known offset)."""
-    stream = RangeStream(source, expected, name=target.name)
-    try:
-        upload(target, stream, create=create, progress=progress, check=check)
-    finally:
-        stream.close()
 
 
 def download(
