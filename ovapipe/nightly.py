@@ -15,8 +15,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -30,7 +30,6 @@ from ovapipe.retention import NightlyTemplate, to_delete
 NIGHTLY_PROFILE_FACT: Final = "nightly.profile"
 NIGHTLY_BUILD_FACT: Final = "nightly.build_id"
 STATE_FILE: Final = "state.json"
-REUSABLE_STAGES: Final = ("vars", "build-ova", "validate-ova")
 
 
 @dataclass(frozen=True)
@@ -83,8 +82,6 @@ class _Profile:
     image: str
     output: Path | None = None
     ova: Path | None = None
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failed: str | None = None
 
 
 @dataclass
@@ -110,12 +107,24 @@ class _Stages:
             self.heartbeat()
             artifacts = action() or {}
         except OvapipeError as exc:
-            self._add(StageResult(stage, "failed", started, time.monotonic() - clock, target,
-                                  exc.message))
+            self._failed(stage, target, started, clock, exc.message)
+            return False
+        except KeyboardInterrupt:
+            self._failed(stage, target, started, clock, "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except Exception as exc:
+            # Unattended: the report must name the stage even when ovapipe itself is at fault.
+            self._failed(stage, target, started, clock,
+                         f"internal error: {type(exc).__name__}: {exc}")
             return False
         self._add(StageResult(stage, "ok", started, time.monotonic() - clock, target,
                               artifacts.pop("_message", ""), artifacts))
         return True
+
+    def _failed(self, stage: str, target: str, started: str, clock: float, message: str
+                ) -> None:
+        self._add(StageResult(stage, "failed", started, time.monotonic() - clock, target,
+                              message))
 
     def skip(self, stage: str, target: str, why: str) -> None:
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -127,14 +136,29 @@ class _Stages:
 
 
 class _State:
-    """Finished stages and their artifacts' checksums, for --resume."""
+    """Finished stages and their artifacts' checksums, for --resume.
+
+    A file's sha256 is computed at most once per run (an OVA is many GB): checksums the
+    build already knows are passed in, and verified ones are remembered by size and mtime.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._known: dict[tuple[str, int, int], str] = {}
         try:
             self.data: dict[str, Any] = json.loads(path.read_text())
         except (OSError, ValueError):
             self.data = {}
+
+    def _key(self, path: Path) -> tuple[str, int, int]:
+        status = path.stat()
+        return str(path), status.st_size, status.st_mtime_ns
+
+    def sha256(self, path: Path) -> str:
+        key = self._key(path)
+        if key not in self._known:
+            self._known[key] = sha256_of(path)
+        return self._known[key]
 
     def reusable(self, profile: str, stage: str) -> dict[str, str] | None:
         entry = self.data.get("profiles", {}).get(profile, {}).get(stage)
@@ -142,14 +166,18 @@ class _State:
             return None
         for artifact, digest in entry.get("checksums", {}).items():
             path = Path(artifact)
-            if not path.is_file() or sha256_of(path) != digest:
+            if not path.is_file() or self.sha256(path) != digest:
                 return None
         return dict(entry.get("artifacts", {}))
 
     def finished(self, profile: str, stage: str, artifacts: Mapping[str, str],
-                 files: Sequence[Path]) -> None:
+                 files: Mapping[Path, str | None]) -> None:
+        """Record a finished stage; ``files`` maps each artifact to its sha256 if known."""
+        for path, digest in files.items():
+            if digest is not None:
+                self._known[self._key(path)] = digest
         entry = {"artifacts": dict(artifacts),
-                 "checksums": {str(p): sha256_of(p) for p in files}}
+                 "checksums": {str(p): self.sha256(p) for p in files}}
         self.data.setdefault("profiles", {}).setdefault(profile, {})[stage] = entry
         write_json(self.path, self.data)
 
@@ -216,7 +244,7 @@ def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
 
         resolved = resolve(job.name, request.var_files, sets, env=env)
         written = write_vars(resolved, job.output or request.output_dir)
-        state.finished(job.name, "vars", {"packer-vars.json": str(written)}, [written])
+        state.finished(job.name, "vars", {"packer-vars.json": str(written)}, {written: None})
         return {"packer-vars.json": str(written)}
 
     def do_build() -> dict[str, str]:
@@ -226,7 +254,7 @@ def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
                                         out=request.output_dir), env=env, log=log)
         job.ova = result.ova
         artifacts = {"ova": str(result.ova), "sha256": result.sha256}
-        state.finished(job.name, "build-ova", artifacts, [result.ova])
+        state.finished(job.name, "build-ova", artifacts, {result.ova: result.sha256})
         return artifacts
 
     def do_validate_ova() -> dict[str, str]:
@@ -237,7 +265,7 @@ def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
         if not report.ok:
             raise CheckFailed("; ".join(f"{f.rule}: {f.message}" for f in report.errors))
         artifacts = {"ova": str(job.ova), "_message": f"{report.vmx} {report.firmware}"}
-        state.finished(job.name, "validate-ova", {"ova": str(job.ova)}, [job.ova])
+        state.finished(job.name, "validate-ova", {"ova": str(job.ova)}, {job.ova: None})
         return artifacts
 
     steps: list[tuple[str, Callable[[], dict[str, str]]]] = [
@@ -279,7 +307,6 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
             facts={NIGHTLY_PROFILE_FACT: job.name, NIGHTLY_BUILD_FACT: job.image},
         )
         (record,) = publish(options, connection, log=log)
-        job.records[datacenter] = record
         return {"template": str(record["inventory_path"]), "moref": str(record["moref"])}
 
     def do_validate_template() -> dict[str, str]:
@@ -309,7 +336,9 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
         assert job.output is not None
         record = record_path(request.output_dir, job.image, datacenter)
         out = job.output / f"cluster-template-{datacenter}.yaml"
-        gpus = [f"{g.pci_id.hex}" for g in found.get("groups", [])[:1]]
+        # One GPU per worker, of the first kind the datacenter offers; other kinds and counts
+        # are the user's call (`invoke cluster-template --gpu`).
+        gpus = [g.pci_id.hex for g in found.get("groups", [])[:1]]
         result = cluster_template(ClusterTemplateRequest(out_path=out, publish_record=record,
                                                          gpus=gpus))
         for message in result.messages():

@@ -180,3 +180,26 @@ def test_build_stamp_sorts_by_time() -> None:
     early = build_stamp(dt.datetime(2026, 11, 28, 3, 0, 0, tzinfo=dt.UTC))
     late = build_stamp(dt.datetime(2026, 12, 1, 2, 0, 0, tzinfo=dt.UTC))
     assert early == "20261128-030000" and early < late
+
+
+def test_a_stage_that_breaks_is_recorded_not_lost(tmp_path: Path) -> None:
+    from ovapipe.nightly import _Stages
+    from ovapipe.report import NightlyReport
+
+    report = NightlyReport("id", "2026-11-28T03:00:00+00:00")
+    stages = _Stages(report, tmp_path, io.StringIO())
+
+    def broken() -> dict[str, str]:
+        raise KeyError("vm_name")
+
+    def interrupted() -> dict[str, str]:
+        raise KeyboardInterrupt
+
+    assert stages.run("publish", "p/DC0", broken) is False
+    with pytest.raises(KeyboardInterrupt):
+        stages.run("gpus", "p/DC0", interrupted)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert [(s["stage"], s["status"]) for s in saved["stages"]] == [
+        ("publish", "failed"), ("gpus", "failed")]
+    assert saved["stages"][0]["message"] == "internal error: KeyError: 'vm_name'"
+    assert saved["stages"][1]["message"] == "interrupted (Ctrl-C or SIGTERM)"
