@@ -387,3 +387,16 @@ def test_a_refused_upload_names_a_lease_the_server_ended(
                      whole_file_sha256=False) as ova:
             held.upload(target, ova.stream(0), create=False)
     assert lease.calls[-1] == "abort"
+
+
+def test_fault_message_names_a_fault_without_text() -> None:
+    from pyVmomi import vim, vmodl
+
+    from ovapipe.vsphere.tasks import fault_message
+
+    assert fault_message(vmodl.fault.NotSupported()) == "vmodl.fault.NotSupported"
+    assert fault_message(vim.fault.InvalidState(msg="the VM is on")) == "the VM is on"
+    wrapped = vmodl.LocalizedMethodFault(fault=vmodl.fault.NotSupported())
+    assert fault_message(wrapped) == "vmodl.fault.NotSupported"
+    assert fault_message(ConnectionResetError("reset by peer")) == "reset by peer"
+    assert fault_message(None) == "unknown error"

@@ -18,7 +18,14 @@ def fault_message(fault: Any) -> str:
     inner = getattr(fault, "fault", None)
     if not text and inner is not None:
         text = getattr(inner, "msg", None) or type(inner).__name__
-    return str(text or fault or type(fault).__name__)
+    if text:
+        return str(text)
+    from pyVmomi.VmomiSupport import DataObject
+
+    # A vSphere fault without text would print as a multi-line dump of its fields.
+    if isinstance(fault, DataObject):
+        return type(fault).__name__
+    return str(fault) or type(fault).__name__
 
 
 def wait_for_task(task: Any, description: str, *, timeout: float = 3600, poll: float = 0.1) -> Any:
