@@ -17,7 +17,7 @@ from ovapipe.files import atomic_writer
 from ovapipe.progress import Progress
 from ovapipe.vsphere.inventory import Found, by_name, datacenter, retrieve
 from ovapipe.vsphere.lease import hold_lease
-from ovapipe.vsphere.tasks import wait_for_task
+from ovapipe.vsphere.tasks import fault_message, wait_for_task
 
 VM_PROPERTIES = ("name", "runtime.powerState", "config.version", "config.firmware")
 
@@ -71,7 +71,7 @@ def export_vm(
     try:
         lease = vm.obj.ExportVm()
     except Exception as exc:
-        raise VSphereError(f"ExportVm of {vm.name} refused: {exc}") from None
+        raise VSphereError(f"ExportVm of {vm.name} refused: {fault_message(exc)}") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     disks: list[ExportedFile] = []
     nvram: ExportedFile | None = None

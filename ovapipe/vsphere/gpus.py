@@ -18,6 +18,7 @@ from ovapipe.errors import VSphereError
 from ovapipe.hardware import GPU_MIN_VMX, esxi_supports, min_esxi_for
 from ovapipe.pci import PciId, database, unsigned16
 from ovapipe.vsphere import inventory
+from ovapipe.vsphere.tasks import fault_message
 
 HOST_PATHS: Final = (
     "name",
@@ -281,8 +282,8 @@ def list_gpus(service: Any, datacenter: str, cluster: str | None = None) -> GpuI
                 dynamic = _dynamic_models(browser, host.obj)
             except (vmodl.MethodFault, vim.fault.VimFault) as exc:
                 entry.notes.append(
-                    f"QueryConfigTarget failed ({getattr(exc, 'msg', None) or type(exc).__name__}):"
-                    " Dynamic DirectPath I/O availability unknown"
+                    f"QueryConfigTarget failed ({fault_message(exc)}): Dynamic DirectPath I/O "
+                    "availability unknown"
                 )
             except OSError as exc:
                 raise VSphereError(f"QueryConfigTarget on {host.name}: {exc}") from None

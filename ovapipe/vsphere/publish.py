@@ -248,6 +248,7 @@ def step_import(state: DatacenterRun, run: Run) -> None:
 
     from ovapipe.vsphere.lease import hold_lease
     from ovapipe.vsphere.ovapass import OvaPass
+    from ovapipe.vsphere.tasks import fault_message
     from ovapipe.vsphere.template import vms_named
 
     placement = state.placement
@@ -264,12 +265,12 @@ def step_import(state: DatacenterRun, run: Run) -> None:
             ovfDescriptor=state.ova.descriptor_text, resourcePool=placement.pool,
             datastore=placement.datastore.obj, cisp=params)
     except Exception as exc:
-        raise VSphereError(f"CreateImportSpec failed: {getattr(exc, 'msg', exc)}") from None
+        raise VSphereError(f"CreateImportSpec failed: {fault_message(exc)}") from None
     if result.error:
-        messages = "; ".join(e.localizedMessage or type(e.fault).__name__ for e in result.error)
+        messages = "; ".join(fault_message(e) for e in result.error)
         raise CheckFailed(f"vCenter cannot import {state.ova.index.path.name}: {messages}")
     for warning in result.warning or []:
-        run.say(f"warning: {state.datacenter}: vCenter: {warning.localizedMessage}")
+        run.say(f"warning: {state.datacenter}: vCenter: {fault_message(warning)}")
     items = _file_items(state, result)
 
     known = {vm.obj._moId for vm in vms_named(state.service, state.import_name,

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from ovapipe.errors import VSphereError
 from ovapipe.vsphere.inventory import Found, retrieve
-from ovapipe.vsphere.tasks import wait_for_task
+from ovapipe.vsphere.tasks import fault_message, wait_for_task
 
 RECORD_PREFIX: Final = "ovapipe."
 SNAPSHOT_NAME: Final = "root"
@@ -128,7 +128,7 @@ def mark_as_template(vm: Any, name: str) -> None:
     try:
         vm.MarkAsTemplate()
     except Exception as exc:
-        raise VSphereError(f"marking {name} as a template failed: {_message(exc)}") from None
+        raise VSphereError(f"marking {name} as a template failed: {fault_message(exc)}") from None
 
 
 def rename(vm: Any, old: str, new: str) -> None:
@@ -149,7 +149,3 @@ def destroy(vm: Any, name: str) -> None:
         if "has already been deleted" in str(exc) or "not found" in str(exc).lower():
             return
         raise
-
-
-def _message(exc: BaseException) -> str:
-    return str(getattr(exc, "msg", None) or exc or type(exc).__name__)
