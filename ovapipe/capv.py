@@ -49,6 +49,10 @@ HARDWARE_VERSION_RULE: Final = "^vmx-[1-9][0-9]?$"
 VMX_USE_64BIT_MMIO: Final = "pciPassthru.use64bitMMIO"
 VMX_64BIT_MMIO_SIZE_GB: Final = "pciPassthru.64bitMMIOSizeGB"
 
+# The most passthrough devices one VM can have: 128 on ESXi 8.0 U2 (vmx-21); 16 on ESXi 7.x
+# (Broadcom KB 309986, "Configuring VMDirectPath I/O passthrough devices").
+MAX_PASSTHROUGH_DEVICES_PER_VM: Final = 128
+
 # CAPV's GPU guide (docs/gpu-pci.md) asks for bigger GPU nodes than the default flavor
 # (2 vCPUs, 8192 MiB) because the gpu-operator's driver container builds and loads the NVIDIA
 # driver on the node; it gives no numbers. These floors are ovapipe's: twice the default.

@@ -171,7 +171,8 @@ def _machine_templates(
         data = load_safe(document, f"{source}: document {index + 1}")
         loaded.append(data)
         if isinstance(data, Mapping) and data.get("kind") == capv.KIND_MACHINE_TEMPLATE:
-            name = (data.get("metadata") or {}).get("name")
+            metadata = data.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, Mapping) else None
             if isinstance(name, str):
                 if name in names:
                     raise ConfigError(
@@ -366,6 +367,12 @@ def _changes(request: ClusterTemplateRequest, result_notes: list[str],
     hardware_version = check_hardware_version(request.hardware_version)
     mmio_gb = parse_mmio_gb(request.mmio_gb)
     gpus = [parse_gpu_spec(text) for text in request.gpus]
+    gpu_count = sum(gpu.count for gpu in gpus)
+    if gpu_count > capv.MAX_PASSTHROUGH_DEVICES_PER_VM:
+        raise ConfigError(
+            f"--gpu: {gpu_count} GPUs in one VM; vSphere allows at most "
+            f"{capv.MAX_PASSTHROUGH_DEVICES_PER_VM} passthrough devices per VM"
+        )
     if request.publish_record and request.template:
         raise ConfigError("give --publish-record or --template, not both")
     if mmio_gb is not None and not gpus:

@@ -228,6 +228,8 @@ def test_publish_record_vmx_below_asked_warns(tmp_path: Path) -> None:
     [
         ({"gpus": ["10de-1eb8"]}, "--gpu '10de-1eb8': expected VENDOR:DEVICE"),
         ({"gpus": ["10de:1eb8x0"]}, "count must be at least 1"),
+        ({"gpus": ["10de:1eb8x99999999999999999999"]}, "at most 128 passthrough devices"),
+        ({"gpus": ["10de:1eb8x100", "10de:20b5x29"]}, "--gpu: 129 GPUs in one VM"),
         ({"gpus": ["10de:1eb8"], "mmio_gb": "lots"}, "--mmio-gb 'lots'"),
         ({"mmio_gb": "64"}, "--mmio-gb needs --gpu"),
         ({"hardware_version": "vmx-017"}, "--hardware-version 'vmx-017'"),
@@ -278,6 +280,10 @@ def test_missing_or_bad_input_file(tmp_path: Path) -> None:
     bad.write_text("kind: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         run(ClusterTemplateRequest(in_path=bad))
+    unnamed = tmp_path / "unnamed.yaml"
+    unnamed.write_text("kind: VSphereMachineTemplate\nmetadata: [1]\n")
+    with pytest.raises(ConfigError, match="no VSphereMachineTemplate documents"):
+        run(ClusterTemplateRequest(in_path=unnamed))
     empty = tmp_path / "empty.yaml"
     empty.write_text("apiVersion: v1\nkind: ConfigMap\n")
     with pytest.raises(ConfigError, match="no VSphereMachineTemplate documents"):
