@@ -89,7 +89,7 @@ def by_name(items: Sequence[Found], kind: str, name: str, where: str = "") -> Fo
     matches = [item for item in items if item.name == name]
     if len(matches) == 1:
         return matches[0]
-    available = ", ".join(sorted(item.name for item in items)) or "none"
+    available = ", ".join(sorted({item.name for item in items})) or "none"
     scope = f" in {where}" if where else ""
     if not matches:
         raise ConfigError(f"{kind} '{name}' not found{scope}; available: {available}")
