@@ -610,3 +610,22 @@ def test_invoke_publish_usage_errors_exit_2(simulator: Any, tmp_path: Path) -> N
     assert result.returncode == 2
     assert "missing.ova: no such OVA file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_resource_pool_is_looked_up_in_the_given_cluster(sim_session: Any) -> None:
+    from ovapipe.vsphere.placement import PlacementRequest, resolve_placement
+
+    # Every cluster and standalone host has a root pool called 'Resources'.
+    request = PlacementRequest("DC0", cluster="DC0_C0", resource_pool="Resources")
+    placement = resolve_placement(sim_session, request, [])
+    assert placement.compute.name == "DC0_C0"
+    assert placement.pool == placement.compute.get("resourcePool")
+    with pytest.raises(ConfigError, match=r"^resource pool 'Resources' exists in DC0_C0, DC0_H0 "
+                       r"of datacenter DC0: pass --cluster NAME too$"):
+        resolve_placement(sim_session, PlacementRequest("DC0", resource_pool="Resources"), [])
+    with pytest.raises(ConfigError, match=r"^resource pool 'gpu' not found in cluster DC0_C0; "
+                       r"available: Resources$"):
+        resolve_placement(sim_session, PlacementRequest("DC0", "DC0_C0", "gpu"), [])
+    with pytest.raises(ConfigError, match=r"^resource pool 'gpu' not found in datacenter DC0; "
+                       r"available: Resources$"):
+        resolve_placement(sim_session, PlacementRequest("DC0", resource_pool="gpu"), [])

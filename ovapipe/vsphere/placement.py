@@ -55,29 +55,40 @@ def _only(items: list[Found], kind: str, flag: str, where: str) -> Found:
 def resolve_compute(
     service: Any, datacenter: Found, request: PlacementRequest
 ) -> tuple[Found, Any]:
-    """The compute resource (cluster or standalone host) and the resource pool to import into."""
+    """The compute resource (cluster or standalone host) and the resource pool to import into.
+
+    Every cluster and host has a root pool called 'Resources', so with --cluster a pool name
+    is looked up in that cluster only.
+    """
     from pyVmomi import vim
 
     where = f"datacenter {datacenter.name}"
     computes = retrieve(service, vim.ComputeResource, COMPUTE_PROPERTIES, datacenter.obj)
-    if request.resource_pool:
-        pools = retrieve(service, vim.ResourcePool, ["name", "owner"], datacenter.obj)
-        pool = by_name(pools, "resource pool", request.resource_pool, where)
-        owner = pool.get("owner")
-        compute = next((c for c in computes if c.obj == owner), None)
-        if compute is None:
-            raise ConfigError(f"resource pool '{pool.name}' has no compute resource in {where}")
-        if request.cluster and compute.name != request.cluster:
-            raise ConfigError(
-                f"resource pool '{pool.name}' belongs to '{compute.name}', not to cluster "
-                f"'{request.cluster}'"
-            )
-        return compute, pool.obj
+    compute = None
     if request.cluster:
         compute = by_name(computes, "cluster", request.cluster, where)
-    else:
-        compute = _only(computes, "cluster", "--cluster NAME (or --resource-pool)", where)
-    return compute, compute.get("resourcePool")
+    if not request.resource_pool:
+        compute = compute or _only(computes, "cluster", "--cluster NAME (or --resource-pool)",
+                                   where)
+        return compute, compute.get("resourcePool")
+    if compute is not None:
+        pools = retrieve(service, vim.ResourcePool, ["name"], compute.obj)
+        pool = by_name(pools, "resource pool", request.resource_pool, f"cluster {compute.name}")
+        return compute, pool.obj
+    pools = retrieve(service, vim.ResourcePool, ["name", "owner"], datacenter.obj)
+    names = {c.obj: c.name for c in computes}
+    owners = sorted(names.get(p.get("owner"), "?") for p in pools
+                    if p.name == request.resource_pool)
+    if len(set(owners)) > 1:
+        raise ConfigError(
+            f"resource pool '{request.resource_pool}' exists in {', '.join(owners)} of {where}: "
+            "pass --cluster NAME too"
+        )
+    pool = by_name(pools, "resource pool", request.resource_pool, where)
+    owner = next((c for c in computes if c.obj == pool.get("owner")), None)
+    if owner is None:
+        raise ConfigError(f"resource pool '{pool.name}' has no compute resource in {where}")
+    return owner, pool.obj
 
 
 def resolve_placement(
