@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -82,3 +83,13 @@ def test_the_datastore_must_have_room_for_the_disks() -> None:
     assert problem.startswith("datastore LocalDS_0 has 1.0 GiB free, the OVA's disks need 5.0 GiB")
     [problem] = check_datastore(placement_with_datastore(10 << 30, accessible=False), 1)
     assert "not accessible" in problem
+
+
+def test_a_directory_is_not_called_a_missing_ova(tmp_path: Path) -> None:
+    from ovapipe.errors import ConfigError
+    from ovapipe.vsphere.publish import check_ova
+
+    with pytest.raises(ConfigError, match=r": is a directory, not an OVA file$"):
+        check_ova(tmp_path, min_vmx=17, firmware="efi", name=None)
+    with pytest.raises(ConfigError, match=r"missing\.ova: no such OVA file$"):
+        check_ova(tmp_path / "missing.ova", min_vmx=17, firmware="efi", name=None)

@@ -110,7 +110,7 @@ def check_ova(path: Path, *, min_vmx: int, firmware: str, name: str | None) -> C
     """validate-ova's rules without the full-content digests, which the upload verifies."""
     from ovapipe.validators.ova import validate_ova
 
-    if not path.is_file():
+    if not path.exists():  # validate_ova names what else is wrong (a directory, a pipe)
         raise ConfigError(f"{path}: no such OVA file")
     report = validate_ova(path, min_vmx=min_vmx, firmware=firmware, check_digests=False)
     if not report.ok:
