@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Final, Literal, cast
 
 from ovapipe.errors import BuildError, ConfigError
+from ovapipe.ova.vmdk import MAX_VMDK_CAPACITY
 
 DiskKind = Literal["efi", "bios"]
 DISK_KINDS: Final = ("efi", "bios")
@@ -102,8 +103,14 @@ def _root_filesystem(raw: Path, offset: int, length: int, work: Path) -> None:
 def _build_raw(
     kind: DiskKind, raw: Path, size_mb: int, work: Path, fill_random: bool, loader: str | None
 ) -> None:
-    with raw.open("wb") as handle:
-        handle.truncate(size_mb * MIB)
+    try:
+        with raw.open("wb") as handle:
+            handle.truncate(size_mb * MIB)
+    except OSError as exc:
+        raise ConfigError(
+            f"test disk size {size_mb} MiB: cannot make a raw image that large in "
+            f"{raw.parent}: {exc.strerror}"
+        ) from None
     start = PARTITION_START_MIB * MIB
     # Leave the last MiB free: GPT keeps its backup table there.
     end = (size_mb - 1) * MIB
@@ -141,9 +148,13 @@ def _build_raw(
 
 def convert_to_vmdk(raw: Path, out: Path, subformat: Subformat = "streamOptimized") -> Path:
     """qemu-img convert a raw image to a VMDK at a temporary name beside ``out``, then rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     # The VMDK names its own extent file: keep the final name inside a temporary folder.
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as temp:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        folder = tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write there ({exc.filename}: {exc.strerror})") from None
+    with folder as temp:
         temp_vmdk = Path(temp) / out.name
         _run([
             "qemu-img", "convert", "-f", "raw", "-O", "vmdk",
@@ -174,7 +185,13 @@ def make_test_disk(
         raise ConfigError(f"test disk kind {kind!r}: expected one of {', '.join(DISK_KINDS)}")
     if size_mb < MIN_SIZE_MIB:
         raise ConfigError(f"test disk size {size_mb} MiB: at least {MIN_SIZE_MIB} MiB needed")
+    if size_mb * MIB > MAX_VMDK_CAPACITY:
+        raise ConfigError(
+            f"test disk size {size_mb} MiB: a VMDK holds at most {MAX_VMDK_CAPACITY // MIB} MiB"
+        )
     out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; give the VMDK's file name")
     with tempfile.TemporaryDirectory(prefix="ovapipe-disk-") as temp:
         work = Path(temp)
         raw = work / "disk.raw"

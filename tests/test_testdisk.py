@@ -79,7 +79,7 @@ def test_monolithic_sparse_variant(tmp_path: Path) -> None:
     assert not header.stream_optimized
 
 
-@pytest.mark.parametrize(("kind", "size"), [("ntfs", 64), ("efi", 8)])
+@pytest.mark.parametrize(("kind", "size"), [("ntfs", 64), ("efi", 8), ("efi", 64 * 1024**2 + 1)])
 def test_bad_arguments_are_config_errors(tmp_path: Path, kind: str, size: int) -> None:
     with pytest.raises(ConfigError):
         make_test_disk(kind, tmp_path / "x.vmdk", size)
@@ -99,3 +99,13 @@ def test_invoke_test_disk(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_unwritable_out_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder"):
+        make_test_disk("bios", tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot write there"):
+        make_test_disk("bios", blocker / "x.vmdk")
+    assert list(tmp_path.iterdir()) == [blocker]

@@ -18,7 +18,13 @@ from uuid import UUID
 
 from ovapipe.findings import ERROR, Finding
 from ovapipe.ova.descriptor import STREAM_OPTIMIZED_FORMAT, DiskRef
-from ovapipe.ova.vmdk import SECTOR, VmdkError, VmdkHeader, read_vmdk_header
+from ovapipe.ova.vmdk import (
+    MAX_VMDK_CAPACITY,
+    SECTOR,
+    VmdkError,
+    VmdkHeader,
+    read_vmdk_header,
+)
 
 ESP_GPT_TYPE: Final = UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
 BIOS_BOOT_GPT_TYPE: Final = UUID("21686148-6449-6e6f-744e-656564454649")
@@ -29,7 +35,6 @@ GPT_PROTECTIVE_MBR_TYPE: Final = 0xEE
 FALLBACK_LOADER: Final = "EFI/BOOT/BOOTX64.EFI"
 DISTRO_LOADER_NAMES: Final = ("shimx64.efi", "grubx64.efi", "bootx64.efi")
 PE_MACHINE_X86_64: Final = 0x8664
-MAX_VMDK_CAPACITY: Final = 64 * 1024**4  # VMDKs stop at 62 TB
 MAX_GPT_ENTRIES: Final = 1024
 # Reads any parser may make through the window: a grain directory of a 62 TB disk is 8 MiB.
 MAX_SINGLE_READ: Final = 16 * 1024 * 1024

@@ -17,6 +17,7 @@ _HEADER: Final = struct.Struct("<4sIIQQQQIQQQB4sH")
 _CREATE_TYPE_RE = re.compile(rb'^\s*createType\s*=\s*"?([A-Za-z0-9_]+)"?', re.MULTILINE)
 MAX_EMBEDDED_DESCRIPTOR: Final = 64 * 1024
 MAX_DESCRIPTOR_SECTOR: Final = 1 << 32  # the descriptor sits near the start; 2 TiB is absurd
+MAX_VMDK_CAPACITY: Final = 64 * 1024**4  # VMDKs stop at 62 TB
 
 
 class VmdkError(Exception):
