@@ -16,8 +16,6 @@ from ovapipe.pci import PciId
 
 API_GROUP: Final = "infrastructure.cluster.x-k8s.io"
 API_V1BETA1: Final = f"{API_GROUP}/v1beta1"
-API_V1BETA2: Final = f"{API_GROUP}/v1beta2"
-API_VERSIONS: Final = (API_V1BETA1, API_V1BETA2)
 # New manifests use v1beta1: every CAPV release with pciDevices (v1.3+) serves it, and the
 # current one (CRD copy in ovapipe/data/capv) still does, next to v1beta2 (its storage version).
 DEFAULT_API_VERSION: Final = API_V1BETA1

@@ -61,13 +61,6 @@ def unsigned16(value: int) -> int:
     raise ValueError(f"not a 16-bit PCI ID: {value}")
 
 
-def signed16(value: int) -> int:
-    """The inverse of unsigned16: how the vSphere API carries an ID above 0x7fff."""
-    if not 0 <= value <= PCI_ID_MAX:
-        raise ValueError(f"not a 16-bit PCI ID: {value}")
-    return value - 0x10000 if value > 0x7FFF else value
-
-
 def _hex_part(text: str, what: str, original: str) -> int:
     if not _HEX_RE.match(text):
         raise ConfigError(

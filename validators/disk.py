@@ -29,7 +29,6 @@ from ovapipe.ova.vmdk import (
 ESP_GPT_TYPE: Final = UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
 BIOS_BOOT_GPT_TYPE: Final = UUID("21686148-6449-6e6f-744e-656564454649")
 ESP_MBR_TYPE: Final = 0xEF
-GPT_PROTECTIVE_MBR_TYPE: Final = 0xEE
 # The fallback loader every x86-64 UEFI firmware looks for, and distribution loaders that an
 # NVRAM boot entry points at.
 FALLBACK_LOADER: Final = "EFI/BOOT/BOOTX64.EFI"

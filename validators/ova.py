@@ -405,8 +405,4 @@ def _capped(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def rule_severity(rule: str) -> str:
-    return RULES[rule][0]
-
-
-__all__ = ["RULES", "Finding", "rule_severity", "validate_ova"]
+__all__ = ["RULES", "Finding", "validate_ova"]

@@ -9,7 +9,6 @@ archive/tar (govc).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final, Literal
 
@@ -282,6 +281,3 @@ def padding(size: int) -> int:
 
 END_OF_ARCHIVE: Final = bytes(2 * BLOCK)
 
-
-def member_names(members: Iterable[Member]) -> list[str]:
-    return [member.name for member in members]

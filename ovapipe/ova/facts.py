@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -77,22 +76,3 @@ class BuildFacts:
             ("OVAPIPE_VERSION", self.ovapipe_version),
             ("OVAPIPE_COMMIT", self.git_commit),
         )
-
-    @classmethod
-    def from_properties(cls, properties: Mapping[str, str]) -> BuildFacts | None:
-        """Read facts back from a descriptor's ProductSection (None if it has none of ours)."""
-        try:
-            return cls(
-                distro_name=properties["DISTRO_NAME"],
-                distro_version=properties["DISTRO_VERSION"],
-                kubernetes_version=properties["KUBERNETES_SEMVER"],
-                image_version=properties["IMAGE_VERSION"],
-                build_timestamp=int(properties["BUILD_TIMESTAMP"]),
-                vmx=int(properties.get("VMX_VERSION", f"vmx-{GPU_MIN_VMX}").removeprefix("vmx-")),
-                firmware=properties.get("FIRMWARE", FIRMWARE_EFI),
-                secure_boot=properties.get("SECURE_BOOT") == "true",
-                git_commit=properties.get("OVAPIPE_COMMIT", "unknown"),
-                ovapipe_version=properties.get("OVAPIPE_VERSION", "unknown"),
-            )
-        except (KeyError, ValueError):
-            return None

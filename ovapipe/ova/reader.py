@@ -12,7 +12,6 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Final
 
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.ova.archive import Member, TarScan, scan_tar
@@ -24,8 +23,6 @@ from ovapipe.ova.descriptor import (
     parse_descriptor,
 )
 from ovapipe.ova.manifest import MAX_MANIFEST_BYTES, ManifestEntry, ManifestError, parse_manifest
-
-STREAM_BLOCK: Final = 4 * 1024 * 1024
 
 
 class OvaFormatError(CheckFailed):
