@@ -109,8 +109,8 @@ def _check_target(service: Any, state: BuildState) -> None:
     """Datacenter and cluster exist, the cluster can create the vmx version, no VM clash."""
     from pyVmomi import vim
 
-    from ovapipe.vsphere.export import vms_named
     from ovapipe.vsphere.inventory import by_name, datacenter, retrieve
+    from ovapipe.vsphere.template import vms_named
 
     values = state.resolved.values
     dc = datacenter(service, state.datacenter)
@@ -135,7 +135,7 @@ def _check_target(service: Any, state: BuildState) -> None:
             f"{hardware.describe_vmx_need(state.vmx)} (hosts: {versions}; creatable: "
             f"{', '.join(creatable) or 'none'})"
         )
-    if vms_named(service, state.name, state.datacenter):
+    if vms_named(service, state.name, dc.obj):
         raise ConfigError(
             f"a VM named {state.name} already exists in datacenter {state.datacenter}: delete "
             "it, or build under another name with --set vm_name=..."

@@ -18,8 +18,7 @@ from ovapipe.progress import Progress
 from ovapipe.vsphere.inventory import Found, by_name, datacenter, retrieve
 from ovapipe.vsphere.lease import hold_lease
 from ovapipe.vsphere.tasks import fault_message, wait_for_task
-
-VM_PROPERTIES = ("name", "runtime.powerState", "config.version", "config.firmware")
+from ovapipe.vsphere.template import destroy, vms_named
 
 
 @dataclass(frozen=True)
@@ -40,19 +39,11 @@ class Exported:
         return sum(f.size for f in self.disks) + (self.nvram.size if self.nvram else 0)
 
 
-def vms_named(service: Any, name: str, datacenter_name: str | None = None) -> list[Found]:
-    from pyVmomi import vim
-
-    root = datacenter(service, datacenter_name).obj if datacenter_name else None
-    return [vm for vm in retrieve(service, vim.VirtualMachine, VM_PROPERTIES, root)
-            if vm.name == name]
-
-
 def find_vm(service: Any, name: str, datacenter_name: str | None = None) -> Found:
     from pyVmomi import vim
 
     root = datacenter(service, datacenter_name).obj if datacenter_name else None
-    vms = retrieve(service, vim.VirtualMachine, VM_PROPERTIES, root)
+    vms = retrieve(service, vim.VirtualMachine, ["name", "runtime.powerState"], root)
     return by_name(vms, "VM", name, f"datacenter {datacenter_name}" if datacenter_name else "")
 
 
@@ -102,9 +93,10 @@ def export_vm(
 
 def destroy_vm(service: Any, name: str, datacenter_name: str | None = None) -> bool:
     """Power off and delete every VM called ``name``; False when there was none."""
-    vms = vms_named(service, name, datacenter_name)
+    root = datacenter(service, datacenter_name).obj if datacenter_name else None
+    vms = vms_named(service, name, root)
     for vm in vms:
         if vm.get("runtime.powerState") == "poweredOn":
             wait_for_task(vm.obj.PowerOffVM_Task(), f"power off VM {name}")
-        wait_for_task(vm.obj.Destroy_Task(), f"delete VM {name}")
+        destroy(vm.obj, name)
     return bool(vms)

@@ -30,6 +30,7 @@ VM_PROPERTIES: Final = (
     "config.guestFullName",
     "snapshot",
     "runtime.host",
+    "runtime.powerState",
     "resourcePool",
 )
 
