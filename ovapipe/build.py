@@ -109,6 +109,7 @@ def _check_target(service: Any, state: BuildState) -> None:
     """Datacenter and cluster exist, the cluster can create the vmx version, no VM clash."""
     from pyVmomi import vim
 
+    from ovapipe.vsphere.hostcheck import creatable_on
     from ovapipe.vsphere.inventory import by_name, datacenter, retrieve
     from ovapipe.vsphere.template import vms_named
 
@@ -119,9 +120,8 @@ def _check_target(service: Any, state: BuildState) -> None:
     cluster = by_name(clusters, "cluster", str(values["cluster"]), f"datacenter {dc.name}")
     wanted = hardware.vmx_name(state.vmx)
     browser = cluster.get("environmentBrowser")
-    descriptors = browser.QueryConfigOptionDescriptor() if browser is not None else []
     creatable = sorted(
-        (d.key for d in descriptors or [] if d.createSupported),
+        creatable_on(browser) if browser is not None else [],
         key=lambda key: hardware.parse_vmx(key) if key.startswith("vmx-") else 0,
     )
     if wanted not in creatable:
