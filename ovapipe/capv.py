@@ -178,9 +178,14 @@ def plan_mmio(gpus: Sequence[GpuRequest], mmio_gb_for_unknown: int | None = None
     return plan
 
 
+def pci_device_entry(pci_id: PciId) -> dict[str, int]:
+    """CAPV's pciDevices entry for one device: decimal integers."""
+    return {PCI_DEVICE_ID: pci_id.device, PCI_VENDOR_ID: pci_id.vendor}
+
+
 def pci_device_entries(gpus: Sequence[GpuRequest]) -> list[dict[str, int]]:
     """One pciDevices entry per GPU (a count of 2 gives two identical entries)."""
-    return [gpu.pci_id.capv for gpu in gpus for _ in range(gpu.count)]
+    return [pci_device_entry(gpu.pci_id) for gpu in gpus for _ in range(gpu.count)]
 
 
 def pci_devices_snippet(pci_id: PciId, indent: str = "") -> str:
@@ -208,8 +213,8 @@ def describe_pci_id(value: str) -> str:
         mmio = f"no 64-bit MMIO needed ({need.model})"
     return (
         f"{name}\n"
-        f"vendorId: {pci_id.vendor}  (0x{pci_id.vendor:04x})\n"
-        f"deviceId: {pci_id.device}  (0x{pci_id.device:04x})\n"
+        f"{PCI_VENDOR_ID}: {pci_id.vendor}  (0x{pci_id.vendor:04x})\n"
+        f"{PCI_DEVICE_ID}: {pci_id.device}  (0x{pci_id.device:04x})\n"
         f"MMIO: {mmio}\n"
         f"\n{pci_devices_snippet(pci_id)}"
     ).rstrip("\n")

@@ -40,11 +40,6 @@ class PciId:
         """'10de:1eb8', the form lspci and pci.ids use."""
         return f"{self.vendor:04x}:{self.device:04x}"
 
-    @property
-    def capv(self) -> dict[str, int]:
-        """CAPV's pciDevices entry: decimal integers."""
-        return {"deviceId": self.device, "vendorId": self.vendor}
-
     def __str__(self) -> str:
         return self.hex
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ovapipe.capv import pci_device_entry
 from ovapipe.errors import ConfigError
 from ovapipe.paths import REPO_ROOT
 from ovapipe.pci import (
@@ -66,7 +67,7 @@ def test_hex_forms_round_trip(vendor: int, device: int) -> None:
     ):
         assert parse_hex_pair(text) == expected
     assert parse_hex_pair(expected.hex) == expected
-    assert expected.capv == {"deviceId": device, "vendorId": vendor}
+    assert pci_device_entry(expected) == {"deviceId": device, "vendorId": vendor}
 
 
 @given(ids16)
@@ -148,7 +149,9 @@ def test_missing_database(tmp_path: Path) -> None:
 
 def test_system_database() -> None:
     t4 = resolve("Tesla T4")
-    assert isinstance(t4, PciName) and t4.pci_id.capv == {"deviceId": 7864, "vendorId": 4318}
+    assert isinstance(t4, PciName) and pci_device_entry(t4.pci_id) == {
+        "deviceId": 7864, "vendorId": 4318,
+    }
     with pytest.raises(ConfigError, match=r"matches \d+ devices"):
         resolve("A100")
 

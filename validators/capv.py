@@ -20,7 +20,8 @@ from typing import Any, Final
 from ovapipe import capv
 from ovapipe.errors import ConfigError
 from ovapipe.findings import Report
-from ovapipe.hardware import GPU_MIN_VMX, GPU_MIN_VMX_REASON
+from ovapipe.hardware import GPU_MIN_VMX, GPU_MIN_VMX_REASON, parse_vmx
+from ovapipe.pci import PCI_ID_MAX
 
 CRD_RESOURCE: Final = "data/capv/infrastructure.cluster.x-k8s.io_vspheremachinetemplates.yaml"
 PLACEHOLDER_RE: Final = re.compile(
@@ -151,11 +152,11 @@ def _webhook_rules(spec: Mapping[str, Any], report: Report) -> None:
             )
         for key in has_ids:
             value = device[key]
-            if isinstance(value, int) and not 0 <= value <= 0xFFFF:
+            if isinstance(value, int) and not 0 <= value <= PCI_ID_MAX:
                 report.error(
                     "capv.pci-id-range",
-                    f"{where}.{key}: {value} is not a PCI ID (0 to 65535 in decimal; vSphere "
-                    "shows IDs above 0x7fff as negative numbers, CAPV wants them unsigned)",
+                    f"{where}.{key}: {value} is not a PCI ID (0 to {PCI_ID_MAX} in decimal; "
+                    "vSphere shows IDs above 0x7fff as negative numbers, CAPV wants them unsigned)",
                 )
 
 
@@ -166,7 +167,7 @@ def _gpu_rules(spec: Mapping[str, Any], report: Report) -> None:
     if (
         isinstance(version, str)
         and capv.HARDWARE_VERSION_RE.match(version)
-        and int(version.split("-")[1]) < GPU_MIN_VMX
+        and parse_vmx(version) < GPU_MIN_VMX
     ):
         report.error(
             "capv.gpu-vmx", f"{capv.F_HARDWARE_VERSION} {version}: {GPU_MIN_VMX_REASON}"
