@@ -33,11 +33,28 @@ PCI_DEVICE_ID: Final = "deviceId"
 PCI_VENDOR_ID: Final = "vendorId"
 PCI_VGPU_PROFILE: Final = "vGPUProfile"
 
-# clusterctl's default flavor names the machine templates after the cluster.
-WORKER_TEMPLATE_NAME: Final = "${CLUSTER_NAME}-worker"
-CONTROL_PLANE_TEMPLATE_NAME: Final = "${CLUSTER_NAME}"
 MACHINE_WORKER: Final = "worker"
 MACHINE_CONTROL_PLANE: Final = "control-plane"
+
+
+@dataclass(frozen=True)
+class MachineRole:
+    """Which VSphereMachineTemplate ``--machine worker`` or ``control-plane`` means."""
+
+    template_name: str  # as clusterctl's default flavor names it, after the cluster
+    referrer_kind: str  # the object that references the template, if it has another name
+    referrer_path: tuple[str, ...]  # where in that object the reference sits
+
+
+MACHINE_ROLES: Final[Mapping[str, MachineRole]] = {
+    MACHINE_WORKER: MachineRole(
+        "${CLUSTER_NAME}-worker", "MachineDeployment",
+        ("spec", "template", "spec", "infrastructureRef"),
+    ),
+    MACHINE_CONTROL_PLANE: MachineRole(
+        "${CLUSTER_NAME}", "KubeadmControlPlane", ("spec", "machineTemplate", "infrastructureRef"),
+    ),
+}
 
 # CAPV webhook (internal/webhooks/vspheremachinetemplate.go), not in the CRD schema.
 HARDWARE_VERSION_RE: Final = re.compile(r"^vmx-[1-9][0-9]?$")

@@ -19,7 +19,15 @@ from ovapipe import capv
 from ovapipe.capv import GpuRequest, MmioPlan, plan_mmio
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.files import read_input_text, write_text
-from ovapipe.hardware import GPU_FIRMWARE, GPU_FIRMWARE_REASON, describe_vmx_need, parse_vmx
+from ovapipe.findings import ERROR
+from ovapipe.hardware import (
+    GPU_FIRMWARE,
+    GPU_FIRMWARE_REASON,
+    GPU_MIN_VMX,
+    describe_vmx_need,
+    parse_vmx,
+    vmx_name,
+)
 from ovapipe.pci import parse_hex_pair
 from ovapipe.yamldocs import (
     RoundTrip,
@@ -135,7 +143,7 @@ class ClusterTemplateRequest:
     template: str | None = None
     gpus: Sequence[str] = ()
     machine: str = capv.MACHINE_WORKER
-    hardware_version: str = "vmx-17"
+    hardware_version: str = vmx_name(GPU_MIN_VMX)
     mmio_gb: str | int | None = None
 
 
@@ -201,31 +209,22 @@ def choose_machines(machine: str, names: Mapping[str, int], loaded: Sequence[Any
     available = ", ".join(sorted(names)) or "none"
     if not names:
         raise ConfigError(f"{source}: no {capv.KIND_MACHINE_TEMPLATE} documents")
-    if machine == capv.MACHINE_WORKER:
-        conventional = capv.WORKER_TEMPLATE_NAME
-        referenced = _referenced(
-            loaded, "MachineDeployment", ("spec", "template", "spec", "infrastructureRef")
-        )
-    elif machine == capv.MACHINE_CONTROL_PLANE:
-        conventional = capv.CONTROL_PLANE_TEMPLATE_NAME
-        referenced = _referenced(
-            loaded, "KubeadmControlPlane", ("spec", "machineTemplate", "infrastructureRef")
-        )
-    else:
+    role = capv.MACHINE_ROLES.get(machine)
+    if role is None:
         if machine not in names:
             raise ConfigError(
                 f"{source}: no {capv.KIND_MACHINE_TEMPLATE} named {machine!r}; "
                 f"available: {available} (or --machine worker / control-plane)"
             )
         return [machine]
-    if conventional in names:
-        return [conventional]
+    if role.template_name in names:
+        return [role.template_name]
+    referenced = _referenced(loaded, role.referrer_kind, role.referrer_path)
     chosen = sorted({name for name in referenced if name in names})
     if not chosen:
         raise ConfigError(
             f"{source}: no {machine} {capv.KIND_MACHINE_TEMPLATE}: expected one named "
-            f"{conventional!r} or referenced by a "
-            f"{'MachineDeployment' if machine == capv.MACHINE_WORKER else 'KubeadmControlPlane'}"
+            f"{role.template_name!r} or referenced by a {role.referrer_kind}"
             f"; available: {available} (pass --machine NAME)"
         )
     return chosen
@@ -424,7 +423,7 @@ def _validate(documents: Mapping[str, Any], source: str, warnings: list[str],
         check = validate_machine_template(data, f"{source}: {name}")
         for finding in check.report.findings:
             line = f"{name}: {finding.rule}: {finding.message}"
-            (errors if finding.severity == "error" else warnings).append(line)
+            (errors if finding.severity == ERROR else warnings).append(line)
         note = substitution_note(check.substitutions)
         if note:
             notes.append(f"{name}: {note}")
@@ -439,10 +438,8 @@ def run(request: ClusterTemplateRequest) -> ClusterTemplateResult:
     warnings: list[str] = []
     changes = _changes(request, notes, warnings)
     if request.in_path is None:
-        name = {
-            capv.MACHINE_WORKER: capv.WORKER_TEMPLATE_NAME,
-            capv.MACHINE_CONTROL_PLANE: capv.CONTROL_PLANE_TEMPLATE_NAME,
-        }.get(request.machine, request.machine)
+        role = capv.MACHINE_ROLES.get(request.machine)
+        name = role.template_name if role else request.machine
         data = new_machine_template(name, changes, notes, warnings)
         notes.append(
             f"{name}: new {capv.DEFAULT_API_VERSION} manifest (served by every CAPV release with "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -288,6 +289,18 @@ def test_missing_or_bad_input_file(tmp_path: Path) -> None:
     empty.write_text("apiVersion: v1\nkind: ConfigMap\n")
     with pytest.raises(ConfigError, match="no VSphereMachineTemplate documents"):
         run(ClusterTemplateRequest(in_path=empty))
+
+
+@pytest.mark.parametrize(
+    ("machine", "expected"),
+    [("worker", "'${CLUSTER_NAME}-worker' or referenced by a MachineDeployment"),
+     ("control-plane", "'${CLUSTER_NAME}' or referenced by a KubeadmControlPlane")],
+)
+def test_no_template_for_the_role(tmp_path: Path, machine: str, expected: str) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("kind: VSphereMachineTemplate\nmetadata:\n  name: gpu\n")
+    with pytest.raises(ConfigError, match=re.escape(f"expected one named {expected}")):
+        run(ClusterTemplateRequest(in_path=other, machine=machine))
 
 
 def test_invalid_result_is_not_written(tmp_path: Path) -> None:
