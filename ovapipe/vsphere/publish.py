@@ -10,6 +10,7 @@ was. Datacenters are published concurrently, at most ``concurrency`` at a time.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as dt
 import hashlib
 import sys
@@ -162,16 +163,11 @@ class DatacenterRun:
 # ---- steps ---------------------------------------------------------------------------------
 
 def step_connect(state: DatacenterRun, run: Run) -> None:
-    from ovapipe.vsphere.connect import open_service
+    from ovapipe.vsphere.connect import session
 
-    state.service = open_service(state.connection)
-
-    def logout() -> None:
-        from pyVim import connect as pyvim_connect
-
-        pyvim_connect.Disconnect(state.service)
-
-    run.always(f"log out of {state.connection.server}", logout)
+    login = contextlib.ExitStack()
+    state.service = login.enter_context(session(state.connection))
+    run.always(f"log out of {state.connection.server}", login.close)
 
 
 def disks_needed(index: OvaIndex) -> int:
@@ -347,23 +343,22 @@ def step_mark_template(state: DatacenterRun, run: Run) -> None:
 
 def step_validate(state: DatacenterRun, run: Run) -> None:
     from ovapipe.validators.template import check_template
-    from ovapipe.vsphere.template import inventory_path, read_vm
+    from ovapipe.vsphere.hostcheck import host_problems
+    from ovapipe.vsphere.template import SNAPSHOT_NAME, inventory_path, read_vm, snapshot_names
 
     placement = state.placement
     assert placement is not None
     vm = read_vm(state.service, state.vm)
     descriptor = state.ova.index.descriptor
     vmx = descriptor.vmx or state.options.min_vmx
-    from ovapipe.vsphere.hostcheck import host_problems
-
     problems = host_problems(placement.compute.name, placement.compute.get("environmentBrowser"),
                              placement.hosts, vmx)
     report = check_template(vm, inventory_path(state.service, state.vm), problems,
                             min_vmx=state.options.min_vmx, firmware=state.options.firmware)
     if not vm.get("config.template"):
         report.error("template.flag", "the published VM is not marked as a template")
-    if state.options.snapshot and "root" not in _snapshots(vm):
-        report.error("template.snapshot", "the 'root' snapshot is missing")
+    if state.options.snapshot and SNAPSHOT_NAME not in snapshot_names(vm):
+        report.error("template.snapshot", f"the '{SNAPSHOT_NAME}' snapshot is missing")
     for finding in report.findings:
         if finding.severity == "warning" and finding.rule not in ("template.snapshot",):
             run.say(f"warning: {state.datacenter}: {finding.rule}: {finding.message}")
@@ -371,12 +366,6 @@ def step_validate(state: DatacenterRun, run: Run) -> None:
         details = "\n".join(f"  - {f.rule}: {f.message}" for f in report.errors)
         raise CheckFailed(f"the template in {state.datacenter} fails validate-template:\n"
                           f"{details}")
-
-
-def _snapshots(vm: Any) -> list[str]:
-    from ovapipe.vsphere.template import snapshot_names
-
-    return snapshot_names(vm)
 
 
 def step_swap(state: DatacenterRun, run: Run) -> None:
@@ -411,11 +400,17 @@ def step_retire(state: DatacenterRun, run: Run) -> None:
 
 
 def step_record(state: DatacenterRun, run: Run) -> None:
-    from ovapipe.vsphere.template import inventory_path, read_vm, record_of
+    from ovapipe.vsphere.template import (
+        SNAPSHOT_NAME,
+        inventory_path,
+        read_vm,
+        record_of,
+        snapshot_names,
+    )
 
     vm = read_vm(state.service, state.vm)
     record = record_of(vm)
-    snapshots = _snapshots(vm)
+    snapshots = snapshot_names(vm)
     state.record = {
         "datacenter": state.datacenter,
         "template": vm.name,
@@ -425,7 +420,7 @@ def step_record(state: DatacenterRun, run: Run) -> None:
         "vmx": vm.get("config.version"),
         "firmware": vm.get("config.firmware"),
         "secure_boot": bool(vm.get("config.bootOptions.efiSecureBootEnabled", False)),
-        "snapshot": "root" if "root" in snapshots else (snapshots[0] if snapshots else None),
+        "snapshot": SNAPSHOT_NAME if SNAPSHOT_NAME in snapshots else next(iter(snapshots), None),
         "ova_sha256": record.ova_sha256 if record else state.ova.sha256,
     }
     write_json(record_path(state.options.output_dir, state.name, state.datacenter), state.record)
