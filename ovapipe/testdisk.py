@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Final, Literal, cast
 
 from ovapipe.errors import BuildError, ConfigError
-from ovapipe.ova.vmdk import MAX_VMDK_CAPACITY
+from ovapipe.ova.vmdk import MAX_VMDK_CAPACITY, SECTOR
+from ovapipe.validators.disk import FALLBACK_LOADER
 
 DiskKind = Literal["efi", "bios"]
 DISK_KINDS: Final = ("efi", "bios")
 Subformat = Literal["streamOptimized", "monolithicSparse"]
 
 MIB: Final = 1024 * 1024
-SECTOR: Final = 512
 PARTITION_START_MIB: Final = 1
 # FAT32 needs at least 65525 clusters; 40 MiB with 512-byte clusters has about 80000.
 ESP_MIB: Final = 40
@@ -37,7 +37,6 @@ EFI_LOADER_CANDIDATES: Final = (
     Path("/usr/lib/grub/x86_64-efi/monolithic/grubx64.efi"),
     Path("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"),
 )
-FALLBACK_LOADER: Final = "EFI/BOOT/BOOTX64.EFI"
 
 # Fixed GUIDs and volume ids so that one kind and size always gives the same partition table.
 DISK_GUID: Final = "6f766170-0000-4000-8000-000000000001"
