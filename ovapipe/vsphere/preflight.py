@@ -6,6 +6,7 @@ fix. The name decision (create, unchanged, replace) is data for the publish step
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ from ovapipe.progress import human_bytes
 from ovapipe.vsphere.hostcheck import host_problems
 from ovapipe.vsphere.inventory import Found
 from ovapipe.vsphere.placement import Placement
-from ovapipe.vsphere.template import record_of, vms_named
+from ovapipe.vsphere.template import inventory_path, record_of, vms_named
 
 Mode = Literal["create", "unchanged", "replace"]
 
@@ -48,19 +49,13 @@ def check_datastore(placement: Placement, needed: int) -> list[str]:
     return []
 
 
-def _where(service: Any, vm: Found) -> str:
-    from ovapipe.vsphere.template import inventory_path
-
-    return inventory_path(service, vm.obj)
-
-
 def decide_name(
     service: Any,
     placement: Placement,
     name: str,
     *,
     replace: bool,
-    ova_sha256: Any,
+    ova_sha256: Callable[[], str],
 ) -> tuple[NameDecision, list[str]]:
     """What to do with ``name``; problems when it cannot be used.
 
@@ -77,12 +72,12 @@ def decide_name(
     for vm in elsewhere:
         if not (vm.get("config.template") and record_of(vm)):
             problems.append(
-                f"the name '{name}' is already used by {_where(service, vm)}, which ovapipe did "
-                "not publish: template names must be unique in the vCenter (CAPV resolves "
-                "them by name, CAPV#4128); choose another --name"
+                f"the name '{name}' is already used by {inventory_path(service, vm.obj)}, "
+                "which ovapipe did not publish: template names must be unique in the vCenter "
+                "(CAPV resolves them by name, CAPV#4128); choose another --name"
             )
     if len(here) > 1:
-        paths = ", ".join(_where(service, vm) for vm in here)
+        paths = ", ".join(inventory_path(service, vm.obj) for vm in here)
         problems.append(
             f"{len(here)} VMs are named '{name}' in datacenter {placement.datacenter_name} "
             f"({paths}): CAPV cannot tell them apart (CAPV#4128); remove the extra ones or "
@@ -92,7 +87,7 @@ def decide_name(
         return NameDecision("create"), problems
     existing = here[0]
     record = record_of(existing)
-    where = _where(service, existing)
+    where = inventory_path(service, existing.obj)
     if not existing.get("config.template"):
         return NameDecision("create"), [
             f"{where} is a VM, not a template: ovapipe does not replace VMs; choose another "
