@@ -238,9 +238,10 @@ def set_layer(items: Sequence[str], schema: Mapping[str, Any]) -> tuple[Layer, l
 
 
 def load_schema() -> dict[str, Any]:
-    """vars/schema.json with the firmware names filled in from ovapipe.hardware."""
+    """vars/schema.json with the firmware names and oldest vmx filled in from ovapipe.hardware."""
     schema: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     schema["properties"]["firmware"]["enum"] = list(hardware.FIRMWARES)
+    schema["properties"]["vmx_version"]["minimum"] = min(hardware.VMX_MIN_ESXI)
     return schema
 
 

@@ -116,6 +116,15 @@ def test_schema_errors_name_key_layer_and_expectation_all_at_once(tmp_path: Path
     ]
 
 
+def test_oldest_vmx_comes_from_hardware_module() -> None:
+    assert load_schema()["properties"]["vmx_version"]["minimum"] == min(hardware.VMX_MIN_ESXI)
+    with pytest.raises(ConfigError) as excinfo:
+        resolve("ubuntu-2004-efi", sets=["vmx_version=12"], env=ENV)
+    assert problems(excinfo) == [
+        "vmx_version (from --set): got 12; expected an integer from 13 to 99",
+    ]
+
+
 def test_firmware_enum_comes_from_hardware_module(tmp_path: Path) -> None:
     assert load_schema()["properties"]["firmware"]["enum"] == list(hardware.FIRMWARES)
     with pytest.raises(ConfigError) as excinfo:
