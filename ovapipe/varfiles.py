@@ -47,6 +47,7 @@ ENV_VARIABLES: Final[dict[str, str]] = {
     config.ENV_NETWORK: "network",
     config.ENV_FOLDER: "folder",
 }
+ENV_NAME_OF: Final[dict[str, str]] = {var: env for env, var in ENV_VARIABLES.items()}
 
 PACKER_VARS_FILE: Final = "packer-vars.json"
 IMAGE_BUILDER_VARS_FILE: Final = "image-builder-vars.json"
@@ -94,8 +95,7 @@ class ResolvedVars:
 
     def secrets_env(self) -> dict[str, str]:
         """The secrets under their CAPV environment names (VSPHERE_PASSWORD)."""
-        names = {var: env for env, var in ENV_VARIABLES.items()}
-        return {names[k]: v for k, v in self.secrets.items() if k in names}
+        return {ENV_NAME_OF[k]: v for k, v in self.secrets.items() if k in ENV_NAME_OF}
 
     def image_builder_vars(self) -> dict[str, str]:
         return image_builder_vars(self.values)

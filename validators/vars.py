@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from ovapipe import hardware
 from ovapipe.findings import Report
+from ovapipe.varfiles import ENV_LAYER, ENV_NAME_OF
 
 if TYPE_CHECKING:
     from ovapipe.template import Template
     from ovapipe.varfiles import Layer
-
-SECRET_LAYERS = ("environment",)
 
 
 def _json(value: Any) -> str:
@@ -59,15 +58,8 @@ def describe(schema: Mapping[str, Any]) -> str:
     return text
 
 
-def _env_name(key: str) -> str | None:
-    from ovapipe.varfiles import ENV_VARIABLES
-
-    names = [env for env, var in ENV_VARIABLES.items() if var == key]
-    return names[0] if names else None
-
-
 def _env_hint(key: str) -> str:
-    name = _env_name(key)
+    name = ENV_NAME_OF.get(key)
     return f" or env {name}" if name else ""
 
 
@@ -101,11 +93,11 @@ def validate_vars(
                 f"{hint}",
             )
         for key in layer.values:
-            if key in template.secrets and layer.name not in SECRET_LAYERS:
+            if key in template.secrets and layer.name != ENV_LAYER:
                 report.error(
                     "vars.secret-in-file",
                     f"{layer.name}: '{key}' is a secret and is never read from files or "
-                    f"--set: set {_env_name(key) or key} in the environment",
+                    f"--set: set {ENV_NAME_OF.get(key) or key} in the environment",
                 )
 
     known = {k: v for k, v in values.items() if k in declared}
@@ -116,7 +108,7 @@ def validate_vars(
         for key in missing:
             where = f"a var file, --set {key}=...{_env_hint(key)}"
             if key in template.secrets:
-                where = f"the environment ({_env_name(key) or key})"
+                where = f"the environment ({ENV_NAME_OF.get(key) or key})"
             report.error(
                 "vars.missing",
                 f"{key}: no value in any layer and no default in packer/{template.name}; "
