@@ -556,31 +556,33 @@ def write_descriptor(spec: DescriptorSpec) -> bytes:
         ET.SubElement(system_settings, _q(VSSD_NS, name)).text = value
     _rasd_item(hardware, {
         "AllocationUnits": "hertz * 10^6", "Description": "Number of Virtual CPUs",
-        "ElementName": f"{spec.cpus} virtual CPU(s)", "InstanceID": "1", "ResourceType": "3",
+        "ElementName": f"{spec.cpus} virtual CPU(s)", "InstanceID": "1",
+        "ResourceType": str(RESOURCE_CPU),
         "VirtualQuantity": str(spec.cpus),
     })
     _rasd_item(hardware, {
         "AllocationUnits": "byte * 2^20", "Description": "Memory Size",
         "ElementName": f"{spec.memory_mb}MB of memory", "InstanceID": "2",
-        "ResourceType": "4", "VirtualQuantity": str(spec.memory_mb),
+        "ResourceType": str(RESOURCE_MEMORY), "VirtualQuantity": str(spec.memory_mb),
     })
     _rasd_item(hardware, {
         "Address": "0", "Description": "SCSI Controller", "ElementName": "SCSI Controller 0",
-        "InstanceID": "3", "ResourceSubType": "VirtualSCSI", "ResourceType": "6",
+        "InstanceID": "3", "ResourceSubType": "VirtualSCSI",
+        "ResourceType": str(RESOURCE_SCSI),
     })
     instance = 4
     for index in range(1, len(spec.disks) + 1):
         _rasd_item(hardware, {
             "AddressOnParent": str(index - 1), "ElementName": f"Hard Disk {index}",
             "HostResource": f"ovf:/disk/vmdisk{index}", "InstanceID": str(instance),
-            "Parent": "3", "ResourceType": "17",
+            "Parent": "3", "ResourceType": str(RESOURCE_DISK),
         })
         instance += 1
     _rasd_item(hardware, {
         "AddressOnParent": "0", "AutomaticAllocation": "true", "Connection": spec.network,
         "Description": f'VmxNet3 ethernet adapter on "{spec.network}"',
         "ElementName": "Network adapter 1", "InstanceID": str(instance),
-        "ResourceSubType": "VmxNet3", "ResourceType": "10",
+        "ResourceSubType": "VmxNet3", "ResourceType": str(RESOURCE_ETHERNET),
     })
     required = {ovf("required"): "false"}
     ET.SubElement(hardware, vmw("Config"), {
