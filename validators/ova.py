@@ -27,20 +27,16 @@ from ovapipe.hardware import (
     vmx_name,
 )
 from ovapipe.ova.archive import Member, TarScan
-from ovapipe.ova.descriptor import (
-    MAX_DESCRIPTOR_BYTES,
-    Descriptor,
-    DescriptorError,
-    check_consistency,
-    parse_descriptor,
-)
-from ovapipe.ova.manifest import MAX_MANIFEST_BYTES, ManifestEntry, ManifestError, parse_manifest
+from ovapipe.ova.descriptor import Descriptor, check_consistency
+from ovapipe.ova.manifest import ManifestEntry
 from ovapipe.ova.reader import (
     MemberWindow,
+    OvaFormatError,
+    descriptor_members,
     find_manifest,
-    is_descriptor_name,
     open_file,
-    read_member_bytes,
+    read_descriptor,
+    read_manifest,
     scan_file,
 )
 
@@ -157,7 +153,7 @@ class _Validation:
         return True
 
     def descriptor_member(self) -> Member | None:
-        descriptors = [m for m in self.scan.members if is_descriptor_name(m.name)]
+        descriptors = descriptor_members(self.scan.members)
         if not descriptors:
             self.error("archive.no-descriptor", f"{self.path.name} holds no .ovf descriptor")
             return None
@@ -181,14 +177,9 @@ class _Validation:
         if member.name in self.incomplete or member.kind != "file":
             return None
         try:
-            data = read_member_bytes(self.fd, member, MAX_DESCRIPTOR_BYTES)
-        except ValueError as exc:
-            self.error("descriptor.invalid", f"{member.name}: {exc}")
-            return None
-        try:
-            descriptor = parse_descriptor(data)
-        except DescriptorError as exc:
-            self.error(exc.rule, f"{member.name}: {exc.message}")
+            descriptor = read_descriptor(self.fd, member)
+        except OvaFormatError as exc:
+            self.error(exc.rule, exc.message)
             return None
         for problem in check_consistency(descriptor):
             self.error("descriptor.inconsistent", f"{member.name}: {problem}")
@@ -282,9 +273,9 @@ class _Validation:
         if manifest.name in self.incomplete:
             return {}
         try:
-            entries = parse_manifest(read_member_bytes(self.fd, manifest, MAX_MANIFEST_BYTES))
-        except (ManifestError, ValueError) as exc:
-            self.error("manifest.invalid", f"{manifest.name}: {exc}")
+            entries = read_manifest(self.fd, manifest)
+        except OvaFormatError as exc:
+            self.error(exc.rule, exc.message)
             return {}
         for name in entries:
             if name not in self.members_by_name:

@@ -146,8 +146,27 @@ def read_member_bytes(fd: int, member: Member, limit: int) -> bytes:
     return data
 
 
-def is_descriptor_name(name: str) -> bool:
-    return name.lower().endswith(".ovf")
+def descriptor_members(members: list[Member]) -> list[Member]:
+    """The .ovf members in archive order (an OVA has one)."""
+    return [m for m in members if m.name.lower().endswith(".ovf")]
+
+
+def read_descriptor(fd: int, member: Member) -> Descriptor:
+    """Read and parse the descriptor member; OvaFormatError names the member and the rule."""
+    try:
+        return parse_descriptor(read_member_bytes(fd, member, MAX_DESCRIPTOR_BYTES))
+    except DescriptorError as exc:
+        raise OvaFormatError(exc.rule, f"{member.name}: {exc.message}") from None
+    except ValueError as exc:
+        raise OvaFormatError("descriptor.invalid", f"{member.name}: {exc}") from None
+
+
+def read_manifest(fd: int, member: Member) -> dict[str, ManifestEntry]:
+    """Read and parse the manifest member; OvaFormatError (manifest.invalid) names it."""
+    try:
+        return parse_manifest(read_member_bytes(fd, member, MAX_MANIFEST_BYTES))
+    except (ManifestError, ValueError) as exc:
+        raise OvaFormatError("manifest.invalid", f"{member.name}: {exc}") from None
 
 
 def find_manifest(members: list[Member], descriptor: Member | None) -> Member | None:
@@ -179,29 +198,13 @@ def read_ova(path: Path | str) -> OvaIndex:
             raise OvaFormatError("archive.unreadable", f"{path}: {scan.unreadable}")
         if scan.truncated:
             raise OvaFormatError("archive.truncated", f"{path}: {scan.truncated}")
-        descriptors = [m for m in scan.members if is_descriptor_name(m.name)]
+        descriptors = descriptor_members(scan.members)
         if not descriptors:
             raise OvaFormatError("archive.no-descriptor", f"{path}: no .ovf member")
         descriptor_member = descriptors[0]
-        try:
-            descriptor = parse_descriptor(
-                read_member_bytes(fd, descriptor_member, MAX_DESCRIPTOR_BYTES)
-            )
-        except DescriptorError as exc:
-            raise OvaFormatError(exc.rule, f"{descriptor_member.name}: {exc.message}") from None
-        except ValueError as exc:
-            raise OvaFormatError("descriptor.invalid", str(exc)) from None
+        descriptor = read_descriptor(fd, descriptor_member)
         manifest_member = find_manifest(scan.members, descriptor_member)
-        manifest: dict[str, ManifestEntry] = {}
-        if manifest_member is not None:
-            try:
-                manifest = parse_manifest(
-                    read_member_bytes(fd, manifest_member, MAX_MANIFEST_BYTES)
-                )
-            except (ManifestError, ValueError) as exc:
-                raise OvaFormatError(
-                    "manifest.invalid", f"{manifest_member.name}: {exc}"
-                ) from None
+        manifest = read_manifest(fd, manifest_member) if manifest_member is not None else {}
         return OvaIndex(
             path=path, size=scan.file_size, members=scan.members,
             descriptor_member=descriptor_member, descriptor=descriptor,
