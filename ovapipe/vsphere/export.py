@@ -66,18 +66,17 @@ def export_vm(
     out_dir.mkdir(parents=True, exist_ok=True)
     disks: list[ExportedFile] = []
     nvram: ExportedFile | None = None
-    progress = Progress(f"export {vm.name}", None, stream or sys.stderr)
-    with hold_lease(service, lease, connection, progress) as held:
-        sizes = [t.file_size for t in held.targets if t.disk or t.name.endswith(".nvram")]
+    with Progress(f"export {vm.name}", None, stream or sys.stderr) as progress, \
+            hold_lease(service, lease, connection, progress) as held:
+        wanted = [t for t in held.targets if t.disk or t.name.endswith(".nvram")]
+        sizes = [t.file_size for t in wanted]
         if sizes and all(sizes):
             progress.total = sum(s for s in sizes if s)
-        for target in held.targets:
+        for target in wanted:
             if target.disk:
                 path = out_dir / f"{vm.name}-disk{len(disks) + 1}.vmdk"
-            elif target.name.endswith(".nvram"):
-                path = out_dir / f"{vm.name}.nvram"
             else:
-                continue
+                path = out_dir / f"{vm.name}.nvram"
             with atomic_writer(path) as handle:
                 got = held.download(target, handle)
             exported = ExportedFile(path, got.size, got.sha256, target.disk)
@@ -87,7 +86,6 @@ def export_vm(
                 nvram = exported
         if not disks:
             raise VSphereError(f"ExportVm of {vm.name} offered no disk")
-    progress.close()
     return Exported(disks, nvram)
 
 
