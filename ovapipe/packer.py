@@ -54,11 +54,16 @@ class PackerInfo:
 
 def find_packer(env: Mapping[str, str] | None = None) -> PackerInfo:
     env = os.environ if env is None else env
-    wanted = env.get(PACKER_ENV) or "packer"
-    found = shutil.which(wanted, path=env.get("PATH"))
+    chosen = env.get(PACKER_ENV)
+    found = shutil.which(chosen or "packer", path=env.get("PATH"))
+    if not found and chosen:
+        raise ConfigError(
+            f"packer not found: {PACKER_ENV}={chosen!r} is not an executable file (nor a command "
+            f"on PATH): point {PACKER_ENV} at the packer binary, or unset it to use PATH"
+        )
     if not found:
         raise ConfigError(
-            f"packer not found ({wanted!r} is not on PATH): install it (Debian: apt-get install "
+            "packer not found ('packer' is not on PATH): install it (Debian: apt-get install "
             f"packer) or point {PACKER_ENV} at the binary"
         )
     try:

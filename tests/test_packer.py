@@ -125,6 +125,13 @@ def test_missing_packer_is_a_config_error() -> None:
         packer.find_packer({"PATH": "/nonexistent"})
 
 
+def test_a_wrong_ovapipe_packer_is_named() -> None:
+    env = {"PATH": os.environ["PATH"], packer.PACKER_ENV: "/nonexistent/packer"}
+    with pytest.raises(ConfigError, match=r"^packer not found: OVAPIPE_PACKER="
+                       r"'/nonexistent/packer' is not an executable file"):
+        packer.find_packer(env)
+
+
 def test_build_streams_log_and_passes_secrets_only_by_env(tmp_path: Path) -> None:
     script = fake_packer(tmp_path, 'echo "building with $PKR_VAR_password"; exit 0')
     info = packer.PackerInfo(script, "1.6.6")
