@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Final
 
 from ovapipe.validators.disk import check_efi_boot, check_vmdk
@@ -26,7 +26,7 @@ from ovapipe.hardware import (
     parse_vmx,
     vmx_name,
 )
-from ovapipe.ova.archive import Member, TarScan
+from ovapipe.ova.archive import Member, TarScan, is_safe_member_name
 from ovapipe.ova.descriptor import Descriptor, check_consistency
 from ovapipe.ova.manifest import ManifestEntry
 from ovapipe.ova.reader import (
@@ -141,8 +141,7 @@ class _Validation:
                     "archive.not-regular",
                     f"member '{name}' is a {member.kind}; an OVA holds regular files only",
                 )
-            parts = PurePosixPath(name).parts
-            if name.startswith("/") or ".." in parts or "\\" in name or not name:
+            if not is_safe_member_name(name):
                 self.error(
                     "archive.path-traversal",
                     f"member '{name}' is not a relative path inside the archive",

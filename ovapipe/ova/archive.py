@@ -223,6 +223,13 @@ class TarEntryInfo:
     mode: int = 0o644
 
 
+def is_safe_member_name(name: str) -> bool:
+    """A relative path that stays inside the archive: no '/' start, no '..', no backslash."""
+    return bool(name) and not name.startswith("/") and "\\" not in name and (
+        ".." not in name.split("/")
+    )
+
+
 def _octal(value: int, width: int) -> bytes:
     return f"{value:0{width - 1}o}".encode() + b"\0"
 
@@ -257,7 +264,7 @@ def _header(name: bytes, prefix: bytes, size: int, mtime: int, mode: int, typefl
 
 def header_blocks(entry: TarEntryInfo) -> bytes:
     """The header block(s) for one regular file member (a pax record above 8 GiB)."""
-    if "\\" in entry.name or entry.name.startswith("/") or ".." in entry.name.split("/"):
+    if not is_safe_member_name(entry.name):
         raise ValueError(f"not a safe relative member name: {entry.name!r}")
     name, prefix = _split_name(entry.name)
     blocks = b""
