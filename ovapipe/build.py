@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from ovapipe import __version__, config, hardware
+from ovapipe import __version__, config, hardware, packer
 from ovapipe.config import Connection, connection_from_env
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.files import write_json
-from ovapipe.packer import PackerInfo
+from ovapipe.packer import PackerInfo, packer_env
 from ovapipe.paths import REPO_ROOT
 from ovapipe.steps import Run, Step, run_steps
 from ovapipe.varfiles import PACKER_VARS_FILE, ResolvedVars, resolve
@@ -87,8 +87,6 @@ class BuildState:
         return self.resolved.template.path
 
     def packer_env(self) -> dict[str, str]:
-        from ovapipe.packer import packer_env
-
         return packer_env(self.resolved.packer_env(), self.env)
 
 
@@ -164,7 +162,6 @@ def _check_packer_trusts_vcenter(state: BuildState) -> None:
 
 
 def preflight(state: BuildState, run: Run) -> None:
-    from ovapipe import packer
     from ovapipe.vsphere.connect import session
 
     state.packer = packer.find_packer(state.env)
@@ -209,8 +206,6 @@ def _delete_build_vm(state: BuildState) -> None:
 
 
 def packer_build(state: BuildState, run: Run) -> None:
-    from ovapipe import packer
-
     assert state.packer is not None and state.staging is not None
     # Packer deletes its VM on failure and Ctrl-C; this also covers Packer being killed and
     # failures after the build (export, assembly). preflight made sure no VM had this name.
