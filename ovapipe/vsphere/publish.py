@@ -148,7 +148,6 @@ class DatacenterRun:
     import_name: str = ""
     parked_name: str = ""
     vm: Any = None
-    ova_sha256: str | None = None
     record: dict[str, Any] = field(default_factory=dict)
 
     @property
