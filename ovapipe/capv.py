@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ovapipe.pci import PciId
 
@@ -35,6 +35,13 @@ PCI_VGPU_PROFILE: Final = "vGPUProfile"
 
 MACHINE_WORKER: Final = "worker"
 MACHINE_CONTROL_PLANE: Final = "control-plane"
+
+
+def mapping_at(node: Any, path: Sequence[str]) -> Any:
+    """The mapping at ``path`` in nested mappings (e.g. SPEC_PATH), or None."""
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else None
 
 
 @dataclass(frozen=True)

@@ -196,10 +196,8 @@ def _referenced(loaded: Sequence[Any], kind: str, path: Sequence[str]) -> list[s
     for data in loaded:
         if not isinstance(data, Mapping) or data.get("kind") != kind:
             continue
-        node: Any = data
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if isinstance(node, Mapping) and node.get("kind") == capv.KIND_MACHINE_TEMPLATE:
+        node = capv.mapping_at(data, path)
+        if node is not None and node.get("kind") == capv.KIND_MACHINE_TEMPLATE:
             names.append(str(node.get("name")))
     return names
 
@@ -313,12 +311,10 @@ def _apply(
 
 
 def _spec_of(data: Any, where: str) -> Any:
-    node = data
-    for key in capv.SPEC_PATH:
-        if not isinstance(node, Mapping) or not isinstance(node.get(key), Mapping):
-            raise ConfigError(f"{where}: has no {'.'.join(capv.SPEC_PATH)} mapping")
-        node = node[key]
-    return node
+    spec = capv.mapping_at(data, capv.SPEC_PATH)
+    if spec is None:
+        raise ConfigError(f"{where}: has no {'.'.join(capv.SPEC_PATH)} mapping")
+    return spec
 
 
 def new_machine_template(

@@ -114,13 +114,6 @@ def _substitute(
     return value
 
 
-def _spec(document: Mapping[str, Any]) -> Mapping[str, Any]:
-    node: Any = document
-    for key in capv.SPEC_PATH:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node if isinstance(node, Mapping) else {}
-
-
 def _webhook_rules(spec: Mapping[str, Any], report: Report) -> None:
     version = spec.get(capv.F_HARDWARE_VERSION)
     if version is not None and not (
@@ -216,7 +209,8 @@ def validate_machine_template(document: Mapping[str, Any], where: str) -> CapvCh
     for error in sorted(validator.iter_errors(typed), key=lambda e: list(e.absolute_path)):
         report.error("capv.schema", f"{_path(error.absolute_path)}: {error.message} "
                                     f"({api_version} CRD schema)")
-    spec = _spec(document)  # as written: sizing advice never judges a placeholder's sample
+    # As written: sizing advice never judges a placeholder's sample.
+    spec = capv.mapping_at(document, capv.SPEC_PATH) or {}
     _webhook_rules(spec, report)
     _gpu_rules(spec, report)
     return check
