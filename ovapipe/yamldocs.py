@@ -76,9 +76,10 @@ class RoundTrip:
             for style in _STYLES:
                 data = self._yaml(style).load(body)
                 if self._dump(data, style) == body:
-                    self.style, self.exact = style, True
+                    self.style, self.exact, self.data = style, True, data
                     break
-            self.data = self._yaml(self.style).load(body)
+            else:
+                self.data = self._yaml(self.style).load(body)
         except YAMLError as exc:
             raise ConfigError(f"{where}: not valid YAML: {exc}") from None
 
