@@ -30,11 +30,14 @@ from ovapipe.errors import CheckFailed, ConfigError, Interrupted, OvapipeError, 
 from ovapipe.progress import Progress
 from ovapipe.vsphere import lease as lease_module
 from ovapipe.vsphere.connect import PinnedHTTPSConnection, session
-from ovapipe.vsphere.publish import RECORD_KEYS, PublishOptions, publish, record_path
+from ovapipe.vsphere.publish import PublishOptions, publish, record_path
 
 pytestmark = [pytest.mark.simulator, pytest.mark.slow]
 
 NAME = "ubuntu-2004-efi-test"
+# The handoff record (output/NAME/publish-DC.json) that cluster-template and nightly read.
+RECORD_KEYS = ("datacenter", "template", "inventory_path", "moref", "instance_uuid",
+               "vmx", "firmware", "secure_boot", "snapshot", "ova_sha256")
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -39,8 +39,6 @@ from ovapipe.vsphere.preflight import (
 )
 
 ProgressFactory = Callable[[str, int | None], Progress]
-RECORD_KEYS: Final = ("datacenter", "template", "inventory_path", "moref", "instance_uuid",
-                      "vmx", "firmware", "secure_boot", "snapshot", "ova_sha256")
 
 
 @dataclass(frozen=True)
