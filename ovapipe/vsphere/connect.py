@@ -12,6 +12,7 @@ from typing import Any
 
 from ovapipe.config import Connection, normalize_thumbprint
 from ovapipe.errors import ConfigError, VSphereError
+from ovapipe.vsphere.tasks import fault_message
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -109,12 +110,7 @@ def open_service(connection: Connection) -> Any:
     except (OSError, http.client.HTTPException) as exc:
         raise VSphereError(f"{connection.server}: cannot connect: {exc}") from None
     except Exception as exc:
-        if "thumbprint" in str(exc).lower() or type(exc).__name__ == "ThumbprintMismatchException":
-            raise VSphereError(
-                f"{connection.server}: certificate does not match VSPHERE_TLS_THUMBPRINT "
-                f"{connection.thumbprint}"
-            ) from None
-        raise VSphereError(f"{connection.server}: cannot log in: {exc}") from None
+        raise VSphereError(f"{connection.server}: cannot log in: {fault_message(exc)}") from None
 
 
 @contextlib.contextmanager
