@@ -19,7 +19,6 @@ RECORD_PREFIX: Final = "ovapipe."
 SNAPSHOT_NAME: Final = "root"
 VM_PROPERTIES: Final = (
     "name",
-    "parent",
     "config.template",
     "config.annotation",
     "config.version",
@@ -27,11 +26,9 @@ VM_PROPERTIES: Final = (
     "config.bootOptions.efiSecureBootEnabled",
     "config.instanceUuid",
     "config.guestId",
-    "config.guestFullName",
     "snapshot",
     "runtime.host",
     "runtime.powerState",
-    "resourcePool",
 )
 
 
