@@ -113,8 +113,7 @@ def validate_template(
     """Find ``name`` in ``datacenter`` and check it; ConfigError when it does not exist."""
     from pyVmomi import vim
 
-    from ovapipe.vsphere.hostcheck import HOST_PROPERTIES, host_problems
-    from ovapipe.vsphere.inventory import by_name, properties, retrieve
+    from ovapipe.vsphere.inventory import by_name, retrieve
     from ovapipe.vsphere.inventory import datacenter as find_datacenter
     from ovapipe.vsphere.template import inventory_path, vms_named
 
@@ -133,23 +132,34 @@ def validate_template(
             f"template '{name}' not found in datacenter {dc.name}; templates there: {shown}{more}"
         )
     vm = by_name(matches, "template", name, f"datacenter {dc.name}")
-    problems: list[HostProblem] = []
-    host = vm.get("runtime.host")
-    if host is not None:
-        compute_ref = properties(service, host, ["parent"]).get("parent")
-        if isinstance(compute_ref, vim.ComputeResource):
-            compute = properties(service, compute_ref, ["name", "environmentBrowser"])
-            hosts = retrieve(service, vim.HostSystem, HOST_PROPERTIES, compute_ref)
-            vmx_text = vm.get("config.version") or ""
-            try:
-                vmx = parse_vmx(vmx_text)
-            except ValueError:
-                vmx = None
-            if vmx is not None:
-                problems = host_problems(
-                    str(compute.get("name", compute_ref._moId)),
-                    compute.get("environmentBrowser"), hosts, vmx,
-                )
     return check_template(
-        vm, inventory_path(service, vm.obj), problems, min_vmx=required_vmx, firmware=firmware
+        vm, inventory_path(service, vm.obj), _problems_of_its_hosts(service, vm),
+        min_vmx=required_vmx, firmware=firmware,
     )
+
+
+def _problems_of_its_hosts(service: Any, vm: Found) -> list[HostProblem]:
+    """Why hosts of the compute resource the VM is registered on cannot run its vmx version.
+
+    Nothing to say when the version is unreadable (check_template reports that) or the VM's
+    host or compute resource is unknown.
+    """
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.hostcheck import HOST_PROPERTIES, host_problems
+    from ovapipe.vsphere.inventory import properties, retrieve
+
+    try:
+        vmx = parse_vmx(vm.get("config.version") or "")
+    except ValueError:
+        return []
+    host = vm.get("runtime.host")
+    if host is None:
+        return []
+    compute_ref = properties(service, host, ["parent"]).get("parent")
+    if not isinstance(compute_ref, vim.ComputeResource):
+        return []
+    compute = properties(service, compute_ref, ["name", "environmentBrowser"])
+    hosts = retrieve(service, vim.HostSystem, HOST_PROPERTIES, compute_ref)
+    return host_problems(str(compute.get("name", compute_ref._moId)),
+                         compute.get("environmentBrowser"), hosts, vmx)
