@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from ovapipe.errors import VSphereError
-from ovapipe.hardware import GPU_MIN_VMX, esxi_supports, min_esxi_for
+from ovapipe.hardware import GPU_MIN_VMX, esxi_supports, min_esxi_for, vmx_name
 from ovapipe.pci import PciId, database, unsigned16
 from ovapipe.vsphere import inventory
 from ovapipe.vsphere.tasks import fault_message
@@ -116,7 +116,7 @@ class GpuInventory:
         return {
             "datacenter": self.datacenter,
             "cluster": self.cluster,
-            "gpu_min_vmx": f"vmx-{GPU_MIN_VMX}",
+            "gpu_min_vmx": vmx_name(GPU_MIN_VMX),
             "hosts": [
                 {
                     "name": host.name,
@@ -177,7 +177,7 @@ class GpuInventory:
         flagged = [h.name for h in self.hosts if not h.supports_gpu_vmx]
         if flagged:
             lines.append(
-                f"  {len(flagged)} host(s) cannot run vmx-{GPU_MIN_VMX} (ESXi "
+                f"  {len(flagged)} host(s) cannot run {vmx_name(GPU_MIN_VMX)} (ESXi "
                 f"{min_esxi_for(GPU_MIN_VMX)}+ needed for Dynamic DirectPath I/O): "
                 + ", ".join(flagged)
             )
@@ -271,7 +271,7 @@ def list_gpus(service: Any, datacenter: str, cluster: str | None = None) -> GpuI
             entry.notes.append("ESXi version unknown (host disconnected?)")
         elif not entry.supports_gpu_vmx:
             entry.notes.append(
-                f"ESXi {entry.esxi_version} cannot run vmx-{GPU_MIN_VMX}: Dynamic DirectPath "
+                f"ESXi {entry.esxi_version} cannot run {vmx_name(GPU_MIN_VMX)}: Dynamic DirectPath "
                 f"I/O (CAPV pciDevices) needs ESXi {min_esxi_for(GPU_MIN_VMX)} or newer"
             )
         dynamic: set[PciId] | None = None
