@@ -13,7 +13,7 @@ from typing import Any, Literal
 from ovapipe.errors import CheckFailed
 from ovapipe.progress import human_bytes
 from ovapipe.vsphere.hostcheck import host_problems
-from ovapipe.vsphere.inventory import Found
+from ovapipe.vsphere.inventory import Found, retrieve
 from ovapipe.vsphere.placement import Placement
 from ovapipe.vsphere.template import inventory_path, record_of, vms_named
 
@@ -64,8 +64,12 @@ def decide_name(
     same image published to several datacenters). ``ova_sha256`` is called only when a
     template of that name already exists in the target datacenter.
     """
+    from pyVmomi import vim
+
     everywhere = vms_named(service, name)
-    here_ids = {vm.obj._moId for vm in vms_named(service, name, placement.datacenter.obj)}
+    # Names only: the properties of these VMs were just read for ``everywhere``.
+    in_datacenter = retrieve(service, vim.VirtualMachine, ["name"], placement.datacenter.obj)
+    here_ids = {vm.obj._moId for vm in in_datacenter if vm.name == name}
     here = [vm for vm in everywhere if vm.obj._moId in here_ids]
     elsewhere = [vm for vm in everywhere if vm.obj._moId not in here_ids]
     problems: list[str] = []
