@@ -38,6 +38,9 @@ KEY_FIRMWARE: Final = "firmware"
 KEY_SECURE_BOOT: Final = "bootOptions.efiSecureBootEnabled"
 KEY_SECURE_BOOT_EXTRA: Final = "uefi.secureBoot.enabled"
 KEY_NVRAM: Final = "nvram"
+# References from inside the descriptor: ovf:/file/<File id>, ovf:/disk/<diskId>.
+FILE_URI: Final = "ovf:/file/"
+DISK_URI: Final = "ovf:/disk/"
 
 # CIM ResourceType values used in VirtualHardwareSection items.
 RESOURCE_CPU: Final = 3
@@ -370,8 +373,8 @@ def parse_descriptor(data: bytes) -> Descriptor:
     if descriptor.secure_boot is None and descriptor.firmware == FIRMWARE_EFI:
         descriptor.secure_boot = False  # vSphere's default for EFI VMs
     nvram = descriptor.extra_config.get(KEY_NVRAM)
-    if nvram and nvram.startswith("ovf:/file/"):
-        descriptor.nvram_file_id = nvram[len("ovf:/file/"):]
+    if nvram and nvram.startswith(FILE_URI):
+        descriptor.nvram_file_id = nvram.removeprefix(FILE_URI)
 
     for product in _descendants(system, "ProductSection"):
         for element in _descendants(product, "Property"):
@@ -424,13 +427,13 @@ def check_consistency(descriptor: Descriptor) -> list[str]:
         if item.resource_type is None:
             problems.append(f"{label}: no ResourceType")
         for resource in item.host_resources:
-            if resource.startswith("ovf:/disk/"):
-                disk_id = resource[len("ovf:/disk/"):]
+            if resource.startswith(DISK_URI):
+                disk_id = resource.removeprefix(DISK_URI)
                 attached.add(disk_id)
                 if disk_id not in disk_ids:
                     problems.append(f"{label}: HostResource '{resource}' is not in DiskSection")
-            elif resource.startswith("ovf:/file/"):
-                file_id = resource[len("ovf:/file/"):]
+            elif resource.startswith(FILE_URI):
+                file_id = resource.removeprefix(FILE_URI)
                 if file_id not in file_ids:
                     problems.append(f"{label}: HostResource '{resource}' is not in References")
         if item.resource_type == RESOURCE_DISK and item.parent not in controllers:
@@ -574,7 +577,7 @@ def write_descriptor(spec: DescriptorSpec) -> bytes:
     for index in range(1, len(spec.disks) + 1):
         _rasd_item(hardware, {
             "AddressOnParent": str(index - 1), "ElementName": f"Hard Disk {index}",
-            "HostResource": f"ovf:/disk/vmdisk{index}", "InstanceID": str(instance),
+            "HostResource": f"{DISK_URI}vmdisk{index}", "InstanceID": str(instance),
             "Parent": "3", "ResourceType": str(RESOURCE_DISK),
         })
         instance += 1
@@ -594,7 +597,7 @@ def write_descriptor(spec: DescriptorSpec) -> bytes:
     })
     if spec.nvram is not None:
         ET.SubElement(hardware, vmw("ExtraConfig"), {
-            **required, vmw("key"): KEY_NVRAM, vmw("value"): f"ovf:/file/{nvram_id}",
+            **required, vmw("key"): KEY_NVRAM, vmw("value"): f"{FILE_URI}{nvram_id}",
         })
 
     product = _section(system, "ProductSection", "Information about the installed software")
