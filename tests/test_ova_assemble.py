@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,13 @@ def test_refuses_bad_inputs(tmp_path: Path, efi_vmdk: Path, build_facts: BuildFa
         assemble_ova(tmp_path, "../evil", [efi_vmdk], build_facts)
     with pytest.raises(ConfigError, match="at least one disk"):
         assemble_ova(tmp_path, "x", [], build_facts)
+    for change, message in (
+        ({"vmx": 100}, "build facts: hardware version out of range: 100"),
+        ({"firmware": "uefi"}, "firmware 'uefi': expected one of efi, bios"),
+        ({"build_timestamp": -1}, "before 1970"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            assemble_ova(tmp_path, "x", [efi_vmdk], replace(build_facts, **change))
     assert not list(tmp_path.glob("*.ova*"))
 
 

@@ -8,7 +8,7 @@ from typing import Final
 
 from ovapipe import __version__
 from ovapipe.errors import ConfigError
-from ovapipe.hardware import FIRMWARE_EFI, FIRMWARES, GPU_MIN_VMX
+from ovapipe.hardware import FIRMWARE_EFI, FIRMWARES, GPU_MIN_VMX, parse_vmx
 
 UBUNTU_64_OS_TYPE: Final = "ubuntu64Guest"
 UBUNTU_64_CIM_ID: Final = 94  # CIM_OperatingSystem "Ubuntu 64-Bit"
@@ -56,8 +56,10 @@ class BuildFacts:
             raise ConfigError(
                 f"firmware {self.firmware!r}: expected one of {', '.join(FIRMWARES)}"
             )
-        if not 1 <= self.vmx <= 99:
-            raise ConfigError(f"hardware version {self.vmx} is out of range")
+        try:
+            parse_vmx(self.vmx)
+        except ValueError as exc:
+            raise ConfigError(f"build facts: {exc}") from None
         if self.build_timestamp < 0:
             raise ConfigError(f"build timestamp {self.build_timestamp} is before 1970")
 
