@@ -55,6 +55,7 @@ class BuildState:
     connection: Connection
     env: Mapping[str, str]
     log: TextIO
+    git_commit: str = "unknown"  # of the checkout the build started from
     started: float = field(default_factory=time.time)
     packer: PackerInfo | None = None
     vcenter_version: str = ""
@@ -267,7 +268,7 @@ def assemble(state: BuildState, run: Run) -> None:
         build_timestamp=int(state.started),
         vmx=state.vmx,
         firmware=state.firmware,
-        git_commit=_git_commit(),
+        git_commit=state.git_commit,
     )
     sizes = HardwareSizes(cpus=int(values["cpus"]), memory_mb=int(values["memory"]),
                           os_type=str(values.get("guest_os_type", "ubuntu64Guest")))
@@ -304,7 +305,7 @@ def _build_record(state: BuildState, run: Run) -> dict[str, Any]:
         },
         "versions": {
             "ovapipe": __version__,
-            "git_commit": _git_commit(),
+            "git_commit": state.git_commit,
             "packer": state.packer.version if state.packer else None,
             "vcenter": state.vcenter_version,
             "python": platform.python_version(),
@@ -371,7 +372,7 @@ def build_ova(
         **resolved.secrets_env(),
     }, prompt=False)
     log = log or sys.stderr
-    state = BuildState(request, resolved, connection, env, log)
+    state = BuildState(request, resolved, connection, env, log, _git_commit())
     run = Run(log=log)
     started = time.monotonic()
     try:
