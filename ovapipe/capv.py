@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ovapipe.pci import PciId
+from ovapipe.pci import PciId, PciName, resolve
 
 API_GROUP: Final = "infrastructure.cluster.x-k8s.io"
 API_V1BETA1: Final = f"{API_GROUP}/v1beta1"
@@ -223,8 +223,6 @@ def pci_devices_snippet(pci_id: PciId, indent: str = "") -> str:
 
 def describe_pci_id(value: str) -> str:
     """``invoke pci-id``: decimal and hex IDs, the name, the pciDevices snippet, MMIO need."""
-    from ovapipe.pci import PciName, resolve
-
     found = resolve(value)
     pci_id = found.pci_id if isinstance(found, PciName) else found
     name = found.label if isinstance(found, PciName) else "(not in pci.ids)"
