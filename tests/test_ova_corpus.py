@@ -395,6 +395,20 @@ def test_bios_required_and_given(tmp_path: Path, disks: Disks) -> None:
     assert report.firmware == "bios"
 
 
+def test_absurd_gpt_entry_table_is_refused_before_parsing(
+    tmp_path: Path, efi_vmdk: Path
+) -> None:
+    def claim_a_million_entries(raw: Path) -> None:
+        with raw.open("r+b") as handle:
+            handle.seek(512 + 80)  # GPT header: number of partition entries
+            handle.write((1_000_000).to_bytes(4, "little"))
+
+    disk = rewrite_disk(efi_vmdk, tmp_path / "gpt.vmdk", claim_a_million_entries)
+    (finding,) = validate_ova(make_ova(tmp_path / "g.ova", ovf_text(disk), disk)).errors
+    assert finding.rule == "disk.unreadable"
+    assert "GPT header claims 1000000 entries of 128 bytes" in finding.message
+
+
 def test_distribution_loader_is_enough(tmp_path: Path, disks: Disks) -> None:
     path = make_ova(tmp_path / "s.ova", ovf_text(disks.shim_only), disks.shim_only)
     report = validate_ova(path)

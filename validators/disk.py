@@ -170,15 +170,15 @@ def _find_loaders(fs: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def _gpt_entry_count(stream: BinaryIO) -> int | None:
+def _refuse_absurd_gpt(stream: BinaryIO) -> None:
+    """ValueError for a GPT header whose entry table no disk has, before dissect reads it."""
     stream.seek(SECTOR)
     header = stream.read(SECTOR)
     if header[:8] != b"EFI PART":
-        return None
+        return
     count, entry_size = struct.unpack_from("<II", header, 80)
     if not 128 <= entry_size <= 4096 or count > MAX_GPT_ENTRIES:
         raise ValueError(f"GPT header claims {count} entries of {entry_size} bytes")
-    return count
 
 
 def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
@@ -192,7 +192,7 @@ def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
 
     window.seek(0)
     stream = VMDK(window)
-    _gpt_entry_count(stream)
+    _refuse_absurd_gpt(stream)
     stream.seek(0)
     try:
         disk = Disk(stream)
