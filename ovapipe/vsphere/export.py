@@ -26,7 +26,6 @@ class ExportedFile:
     path: Path
     size: int
     sha256: str
-    disk: bool
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def export_vm(
                 path = out_dir / f"{vm.name}.nvram"
             with atomic_writer(path) as handle:
                 got = held.download(target, handle)
-            exported = ExportedFile(path, got.size, got.sha256, target.disk)
+            exported = ExportedFile(path, got.size, got.sha256)
             if target.disk:
                 disks.append(exported)
             else:

@@ -45,7 +45,6 @@ class Target:
     """One device URL of a lease, resolved to a host we can reach and pin."""
 
     url: str
-    key: str
     import_key: str
     target_id: str
     disk: bool
@@ -97,7 +96,6 @@ def resolve_target(device_url: Any, connection: Connection, cookie: str | None) 
     size = getattr(device_url, "fileSize", None)
     return Target(
         url=url,
-        key=device_url.key or "",
         import_key=device_url.importKey or "",
         target_id=device_url.targetId or "",
         disk=bool(device_url.disk),
