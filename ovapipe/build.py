@@ -20,16 +20,21 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ovapipe import __version__, config, hardware, packer
 from ovapipe.config import Connection, connection_from_env
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.files import write_json
+from ovapipe.findings import Report
 from ovapipe.packer import PackerInfo, packer_env
 from ovapipe.paths import REPO_ROOT
 from ovapipe.steps import Run, Step, run_steps
 from ovapipe.varfiles import PACKER_VARS_FILE, ResolvedVars, resolve
+
+if TYPE_CHECKING:
+    from ovapipe.ova import AssembledOva
+    from ovapipe.vsphere.export import ExportedFile
 
 ON_ERROR: Final = ("cleanup", "abort")
 BUILD_JSON: Final = "build.json"
@@ -61,10 +66,10 @@ class BuildState:
     vcenter_version: str = ""
     staging: Path | None = None
     packer_log: Path | None = None
-    disks: list[Any] = field(default_factory=list)
-    nvram: Any = None
-    ova: Any = None
-    report: Any = None
+    disks: list[ExportedFile] = field(default_factory=list)
+    nvram: ExportedFile | None = None
+    ova: AssembledOva | None = None
+    report: Report | None = None
     output: Path | None = None
 
     @property
@@ -98,7 +103,7 @@ class BuildResult:
     sha256: str
     size: int
     seconds: float
-    report: Any
+    report: Report | None
 
 
 # ----------------------------------------------------------------------------------- steps
@@ -283,6 +288,7 @@ def assemble(state: BuildState, run: Run) -> None:
 def validate(state: BuildState, run: Run) -> None:
     from ovapipe.validators.ova import validate_ova
 
+    assert state.ova is not None
     report = validate_ova(state.ova.path, min_vmx=state.vmx, firmware=state.firmware)
     state.report = report
     if not report.ok:
@@ -291,6 +297,7 @@ def validate(state: BuildState, run: Run) -> None:
 
 
 def _build_record(state: BuildState, run: Run) -> dict[str, Any]:
+    assert state.ova is not None
     values = state.resolved.values
     return {
         "name": state.name,
