@@ -26,6 +26,18 @@ ENV_TEMPLATE: Final = "VSPHERE_TEMPLATE"
 ENV_CLUSTER: Final = "VSPHERE_CLUSTER"
 ENV_INSECURE: Final = "VSPHERE_INSECURE"
 SECRET_ENV_NAMES: Final = (ENV_PASSWORD,)
+TRUE_WORDS: Final = ("true", "yes", "on", "1")
+FALSE_WORDS: Final = ("false", "no", "off", "0")
+
+
+def parse_bool(text: str) -> bool:
+    """'true'/'yes'/'on'/'1' or 'false'/'no'/'off'/'0' (any case); ValueError otherwise."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError("expected true or false")
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,10 @@ def connection_from_env(
             password = getpass.getpass(f"vCenter password for {env[ENV_USERNAME]}@{host}: ")
         else:
             raise ConfigError(f"{ENV_PASSWORD} not set (and no terminal to ask on)")
-    insecure = insecure or env.get(ENV_INSECURE, "").lower() in ("1", "true", "yes")
+    try:
+        insecure = insecure or parse_bool(env.get(ENV_INSECURE) or "false")
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_INSECURE}={env[ENV_INSECURE]!r}: {exc}") from None
     thumbprint_text = env.get(ENV_THUMBPRINT)
     if not thumbprint_text and not insecure:
         raise ConfigError(

@@ -54,8 +54,6 @@ IMAGE_BUILDER_VARS_FILE: Final = "image-builder-vars.json"
 FORMATS: Final = ("packer", "image-builder")
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,10 @@ def env_layer(env: Mapping[str, str]) -> Layer:
             host, port = config.split_server(raw)
             values[key] = host if port == 443 else f"{host}:{port}"
         elif key == "insecure_connection":
-            values[key] = raw.strip().lower() in _TRUE
+            try:
+                values[key] = config.parse_bool(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{env_name}={raw!r}: {exc}") from None
         else:
             values[key] = raw
     return Layer(ENV_LAYER, values)
@@ -200,12 +201,7 @@ def coerce(raw: str, schema: Mapping[str, Any], key: str = "") -> Any:
             raise ValueError("expected a number") from None
         return int(number) if number.is_integer() else number
     if kind == "boolean":
-        lowered = text.lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ValueError("expected true or false")
+        return config.parse_bool(text)
     if kind == "array":
         if text.startswith("["):
             try:

@@ -72,3 +72,16 @@ def test_site_defaults_reject_a_bad_concurrency():
 
     with pytest.raises(ConfigError, match="publish_concurrency"):
         site_defaults({"publish_concurrency": "many"}, {})
+
+
+def test_insecure_is_read_alike_by_ovapipe_and_for_packer():
+    from ovapipe.varfiles import env_layer
+
+    for word, expected in (("on", True), ("YES", True), ("0", False), ("off", False)):
+        env = {**BASE, "VSPHERE_INSECURE": word}
+        assert connection_from_env(env, prompt=False).insecure is expected
+        assert env_layer(env).values["insecure_connection"] is expected
+    with pytest.raises(ConfigError, match="VSPHERE_INSECURE='maybe': expected true or false"):
+        connection_from_env({**BASE, "VSPHERE_INSECURE": "maybe"}, prompt=False)
+    with pytest.raises(ConfigError, match="VSPHERE_INSECURE='maybe': expected true or false"):
+        env_layer({"VSPHERE_INSECURE": "maybe"})
