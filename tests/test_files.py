@@ -37,3 +37,15 @@ def test_read_input_text_names_the_input_and_the_problem(tmp_path):
     good = tmp_path / "g.json"
     good.write_text("{}", encoding="utf-8")
     assert read_input_text(good) == "{}"
+
+
+@pytest.mark.parametrize("where", ["folder", "under-a-file"])
+def test_an_impossible_output_path_is_a_usage_error_naming_it(tmp_path, where):
+    from ovapipe.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = tmp_path if where == "folder" else blocker / "out.json"
+    with pytest.raises(ConfigError, match=f"cannot write {target}"):
+        write_json(target, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
