@@ -13,7 +13,7 @@ import invoke
 from invoke import Collection
 from invoke.context import Context
 
-from ovapipe.cli import exits
+from ovapipe.cli import exits, number_flag
 
 # Long flags only: automatic short flags collide (-h, -m) and read ambiguously in scripts.
 task = partial(invoke.task, auto_shortflags=False)
@@ -240,7 +240,7 @@ def cluster_template(c: Context, in_=None, out=None, publish_record=None, templa
     },
     iterable=["profile", "datacenter"],
 )
-def nightly(c: Context, profile=None, datacenter=None, keep=3, report="output/report",
+def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/report",
             resume=False):
     """The nightly image job: build, validate, publish, verify, hand off."""
     import sys
@@ -255,7 +255,8 @@ def nightly(c: Context, profile=None, datacenter=None, keep=3, report="output/re
         result = run_nightly(NightlyRequest(
             profiles=tuple(profile or ["ubuntu-2004-efi"]),
             datacenters=tuple(datacenter or filter(None, [site.datacenter])),
-            keep=int(keep), report_dir=report_dir, resume=resume, output_dir=site.output,
+            keep=int(number_flag("keep", keep, minimum=1)), report_dir=report_dir,
+            resume=resume, output_dir=site.output,
             cluster=site.cluster, datastore=site.datastore, network=site.network,
             folder=site.folder, concurrency=site.publish_concurrency,
         ))
@@ -280,7 +281,7 @@ def nightly(c: Context, profile=None, datacenter=None, keep=3, report="output/re
     iterable=["gpu"],
 )
 def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_default_gpu=False,
-        installer_vm=None, installer_disk=None, installer_seconds=3, port=0):
+        installer_vm=None, installer_disk=None, installer_seconds="3", port="0"):
     """Run the local vSphere simulator until Ctrl-C; prints how to connect."""
     from ovapipe.simulator import SimulatorOptions, serve
 
@@ -288,8 +289,9 @@ def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_defaul
         options = SimulatorOptions(
             vc_version=vc_version, esx_version=esx_version, gpus=tuple(gpu or ()),
             default_gpu=not no_default_gpu, installer_vm=installer_vm,
-            installer_disk=installer_disk, installer_seconds=float(installer_seconds),
-            port=int(port),
+            installer_disk=installer_disk,
+            installer_seconds=number_flag("installer-seconds", installer_seconds, whole=False),
+            port=int(number_flag("port", port)),
         )
         serve(options, announce=lambda text: print(text, flush=True))
 
@@ -302,14 +304,14 @@ def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_defaul
         "size_mb": "virtual disk size in MiB",
     },
 )
-def test_disk(c: Context, kind="efi", out="output/test-efi.vmdk", size_mb=64):
+def test_disk(c: Context, kind="efi", out="output/test-efi.vmdk", size_mb="64"):
     """Build a small real disk (EFI or BIOS layout) as a streamOptimized VMDK."""
     from pathlib import Path
 
     from ovapipe.testdisk import make_test_disk
 
     with exits():
-        disk = make_test_disk(kind, Path(out), int(size_mb))
+        disk = make_test_disk(kind, Path(out), int(number_flag("size-mb", size_mb, minimum=1)))
     print(f"{disk}: {kind} test disk, {size_mb} MiB, streamOptimized VMDK "
           f"({disk.stat().st_size} bytes)")
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from invoke.exceptions import Exit
 
-from ovapipe.errors import Interrupted, OvapipeError
+from ovapipe.errors import ConfigError, Interrupted, OvapipeError
 from ovapipe.findings import Report
 
 
@@ -41,3 +41,15 @@ def emit_report(report: Report, as_json: bool) -> None:
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def number_flag(flag: str, value: object, *, minimum: float = 0, whole: bool = True) -> float:
+    """A numeric flag, parsed here rather than by Invoke (whose errors are tracebacks)."""
+    try:
+        number = int(str(value), 10) if whole else float(str(value))
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"--{flag} {value!r}: expected {kind}") from None
+    if number < minimum:
+        raise ConfigError(f"--{flag} {number}: must be at least {minimum:g}")
+    return number

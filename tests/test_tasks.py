@@ -47,3 +47,15 @@ def test_unknown_flag_is_a_usage_error(flag):
     result = invoke("vars", flag)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("nightly", "--keep", "abc"), "error: --keep 'abc': expected a whole number"),
+    (("nightly", "--keep", "0"), "error: --keep 0: must be at least 1"),
+    (("test-disk", "--size-mb", "lots"), "error: --size-mb 'lots': expected a whole number"),
+    (("sim", "--port", "http"), "error: --port 'http': expected a whole number"),
+])
+def test_numeric_flags_are_usage_errors_not_tracebacks(args, message):
+    result = invoke(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
