@@ -56,13 +56,15 @@ def decide_name(
     *,
     replace: bool,
     ova_sha256: Callable[[], str],
+    ours: Callable[[], set[str]] = set,
 ) -> tuple[NameDecision, list[str]]:
     """What to do with ``name``; problems when it cannot be used.
 
     CAPV finds templates by name, so a name must mean one template (CAPV#4128). The only
     other VMs allowed to share it are templates ovapipe published in other datacenters (the
-    same image published to several datacenters). ``ova_sha256`` is called only when a
-    template of that name already exists in the target datacenter.
+    same image published to several datacenters), and the VMs this same run is importing
+    into other datacenters (``ours``: their references). ``ova_sha256`` is called only when
+    a template of that name already exists in the target datacenter.
     """
     from pyVmomi import vim
 
@@ -71,7 +73,10 @@ def decide_name(
     in_datacenter = retrieve(service, vim.VirtualMachine, ["name"], placement.datacenter.obj)
     here_ids = {vm.obj._moId for vm in in_datacenter if vm.name == name}
     here = [vm for vm in everywhere if vm.obj._moId in here_ids]
-    elsewhere = [vm for vm in everywhere if vm.obj._moId not in here_ids]
+    # Read after ``everywhere``: a sibling's VM listed there is already in ``ours``.
+    siblings = ours()
+    elsewhere = [vm for vm in everywhere
+                 if vm.obj._moId not in here_ids and vm.obj._moId not in siblings]
     problems: list[str] = []
     for vm in elsewhere:
         if not (vm.get("config.template") and record_of(vm)):

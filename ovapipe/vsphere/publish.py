@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -130,6 +130,42 @@ def check_ova(path: Path, *, min_vmx: int, firmware: str, name: str | None) -> C
     return CheckedOva(index, descriptor.decode("utf-8"), template_name, sidecar_sha256(path))
 
 
+class InFlightImports:
+    """The VMs this publish run is importing, shared by its datacenters.
+
+    A datacenter's name check sees its siblings' half-imported VMs under the same name; those
+    are this run's own (a sibling whose import fails deletes its VM), so the check skips
+    exactly them. An import is announced before ImportVApp creates the VM, so a check waits
+    out the moment between the VM's creation and its reference being known.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._starting = 0
+        self._morefs: set[str] = set()
+
+    @contextlib.contextmanager
+    def importing(self) -> Iterator[Callable[[set[str]], None]]:
+        with self._changed:
+            self._starting += 1
+
+        def created(morefs: set[str]) -> None:
+            with self._changed:
+                self._morefs |= morefs
+
+        try:
+            yield created
+        finally:
+            with self._changed:
+                self._starting -= 1
+                self._changed.notify_all()
+
+    def ours(self, timeout: float = 120) -> set[str]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._starting == 0, timeout=timeout)
+            return set(self._morefs)
+
+
 @dataclass
 class DatacenterRun:
     """The state one datacenter's steps share."""
@@ -140,6 +176,7 @@ class DatacenterRun:
     ova: CheckedOva
     progress: ProgressFactory
     cancelled: threading.Event
+    in_flight: InFlightImports = field(default_factory=InFlightImports)
     service: Any = None
     placement: Placement | None = None
     decision: NameDecision = field(default_factory=lambda: NameDecision("create"))
@@ -186,7 +223,7 @@ def step_preflight(state: DatacenterRun, run: Run) -> None:
     problems += check_datastore(placement, disks_needed(state.ova.index))
     decision, name_problems = decide_name(
         state.service, placement, state.name, replace=options.replace,
-        ova_sha256=lambda: state.ova.identity(state.progress),
+        ova_sha256=lambda: state.ova.identity(state.progress), ours=state.in_flight.ours,
     )
     raise_problems(state.datacenter, problems + name_problems)
     state.decision = decision
@@ -271,7 +308,10 @@ def step_import(state: DatacenterRun, run: Run) -> None:
     run.on_failure(f"delete {state.import_name} in {state.datacenter}",
                    _delete_imported(state, known))
     state.check_cancel()
-    lease = placement.pool.ImportVApp(spec=result.importSpec, folder=placement.folder)
+    with state.in_flight.importing() as created:
+        lease = placement.pool.ImportVApp(spec=result.importSpec, folder=placement.folder)
+        created({vm.obj._moId for vm in vms_named(state.service, state.import_name,
+                                                  placement.datacenter.obj)} - known)
     index = state.ova.index
     uploads = [(member, index.expected_digest(member.name)) for _, member in items]
     total = sum(member.size for member in (m for _, m in items))
@@ -486,7 +526,8 @@ def publish(
     ova = check_ova(options.ova, min_vmx=options.min_vmx, firmware=options.firmware,
                     name=options.name)
     cancelled = threading.Event()
-    states = [DatacenterRun(dc, options, connection, ova, progress, cancelled)
+    in_flight = InFlightImports()
+    states = [DatacenterRun(dc, options, connection, ova, progress, cancelled, in_flight)
               for dc in options.datacenters]
     if len(states) == 1:
         return [publish_datacenter(states[0], log)]
