@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ovapipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ovapipe.progress import Progress
+
+HASH_BLOCK = 1 << 20
 
 
 @contextlib.contextmanager
@@ -62,3 +68,16 @@ def read_input_text(path: Path, name: str | None = None) -> str:
         raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def sha256_file(path: Path, progress: Progress | None = None) -> str:
+    """The file's sha256 (hex), read in 1 MiB blocks; ``progress`` advances as it reads."""
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_BLOCK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+            if progress is not None:
+                progress.advance(count)
+    return digest.hexdigest()

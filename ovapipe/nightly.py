@@ -9,7 +9,6 @@ deletes only templates the nightly job made (marked in their annotation).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any, Final, TextIO
 
 from ovapipe.config import Connection, connection_from_env
 from ovapipe.errors import CheckFailed, ConfigError, OvapipeError
-from ovapipe.files import write_json
+from ovapipe.files import sha256_file, write_json
 from ovapipe.paths import REPO_ROOT
 from ovapipe.report import NightlyReport, StageResult
 from ovapipe.retention import NightlyTemplate, to_delete
@@ -66,14 +65,6 @@ def build_stamp(now: dt.datetime | None = None) -> str:
 def image_name(profile: str, stamp: str, commit: str) -> str:
     """The build id of one profile's nightly artifacts: the OVA, its folder, its templates."""
     return f"{profile}-{stamp}-{commit}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -157,7 +148,7 @@ class _State:
     def sha256(self, path: Path) -> str:
         key = self._key(path)
         if key not in self._known:
-            self._known[key] = sha256_of(path)
+            self._known[key] = sha256_file(path)
         return self._known[key]
 
     def reusable(self, profile: str, stage: str) -> dict[str, str] | None:

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from ovapipe.files import atomic_writer, write_json
@@ -49,3 +51,18 @@ def test_an_impossible_output_path_is_a_usage_error_naming_it(tmp_path, where):
     with pytest.raises(ConfigError, match=f"cannot write {target}"):
         write_json(target, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_sha256_file_matches_hashlib_and_reports_progress(tmp_path):
+    import hashlib
+    import io
+
+    from ovapipe.files import sha256_file
+    from ovapipe.progress import Progress
+
+    data = os.urandom((1 << 20) * 2 + 17)
+    path = tmp_path / "disk.vmdk"
+    path.write_bytes(data)
+    progress = Progress("sha256", len(data), io.StringIO(), tty=False)
+    assert sha256_file(path, progress) == hashlib.sha256(data).hexdigest()
+    assert progress.done == len(data)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from ovapipe.errors import ConfigError
-from ovapipe.files import atomic_writer, write_text
+from ovapipe.files import atomic_writer, sha256_file, write_text
 from ovapipe.ova.archive import END_OF_ARCHIVE, TarEntryInfo, header_blocks, padding
 from ovapipe.ova.descriptor import DescriptorSpec, DiskEntry, FileEntry, write_descriptor
 from ovapipe.ova.facts import BuildFacts, HardwareSizes
@@ -45,16 +45,6 @@ class _Input:
     capacity_bytes: int = 0
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    buffer = bytearray(COPY_BLOCK)
-    view = memoryview(buffer)
-    with path.open("rb", buffering=0) as handle:
-        while count := handle.readinto(buffer):
-            digest.update(view[:count])
-    return digest.hexdigest()
-
-
 def _disk_input(path: Path, member: str) -> _Input:
     try:
         with path.open("rb") as handle:
@@ -68,7 +58,7 @@ def _disk_input(path: Path, member: str) -> _Input:
             f"disk {path} is not a streamOptimized VMDK ({header.why_not_stream_optimized()}); "
             "convert it with `qemu-img convert -O vmdk -o subformat=streamOptimized`"
         )
-    return _Input(path, member, path.stat().st_size, _hash_file(path), header.capacity_bytes)
+    return _Input(path, member, path.stat().st_size, sha256_file(path), header.capacity_bytes)
 
 
 class _HashingWriter:
@@ -130,7 +120,7 @@ def assemble_ova(
         nvram = Path(nvram)
         if not nvram.is_file():
             raise ConfigError(f"nvram file {nvram} does not exist")
-        nvram_input = _Input(nvram, f"{name}.nvram", nvram.stat().st_size, _hash_file(nvram))
+        nvram_input = _Input(nvram, f"{name}.nvram", nvram.stat().st_size, sha256_file(nvram))
 
     descriptor = write_descriptor(DescriptorSpec(
         name=name, vmx=facts.vmx, firmware=facts.firmware, secure_boot=facts.secure_boot,

@@ -22,7 +22,7 @@ from typing import Any, Final, TextIO
 
 from ovapipe.config import Connection
 from ovapipe.errors import CheckFailed, ConfigError, Interrupted, OvapipeError, VSphereError
-from ovapipe.files import write_json
+from ovapipe.files import sha256_file, write_json
 from ovapipe.hardware import FIRMWARE_EFI, GPU_MIN_VMX
 from ovapipe.ova.archive import Member
 from ovapipe.ova.reader import OvaIndex, read_ova
@@ -80,15 +80,8 @@ class CheckedOva:
 
 
 def hash_file(path: Path, progress: ProgressFactory) -> str:
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    buffer = bytearray(1 << 20)
-    view = memoryview(buffer)
-    with progress(f"sha256 {path.name}", size) as bar, open(path, "rb", buffering=0) as handle:
-        while count := handle.readinto(view):
-            digest.update(view[:count])
-            bar.advance(count)
-    return digest.hexdigest()
+    with progress(f"sha256 {path.name}", path.stat().st_size) as bar:
+        return sha256_file(path, bar)
 
 
 def sidecar_sha256(path: Path) -> str | None:
