@@ -152,7 +152,7 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
 def validate_template(c: Context, datacenter, name, min_vmx="17", firmware="efi", insecure=False,
                       json=False):
     """Check a VM template in vCenter: vmx version, firmware, snapshot, hosts."""
-    from ovapipe.validators.template import check_arguments
+    from ovapipe.validators import gate_arguments
     from ovapipe.validators.template import validate_template as check_template
 
     from ovapipe.cli import emit_report
@@ -160,7 +160,7 @@ def validate_template(c: Context, datacenter, name, min_vmx="17", firmware="efi"
     from ovapipe.vsphere.connect import session
 
     with exits():
-        check_arguments(min_vmx, firmware)
+        gate_arguments(min_vmx, firmware)
         connection = connection_from_env(insecure=insecure)
         with session(connection) as service:
             report = check_template(service, datacenter, name, min_vmx=min_vmx,

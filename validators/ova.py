@@ -12,18 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from ovapipe.validators import gate_arguments
 from ovapipe.validators.disk import check_efi_boot, check_vmdk
 
-from ovapipe.errors import ConfigError
 from ovapipe.findings import ERROR, WARNING, Finding, Report
 from ovapipe.hardware import (
     FIRMWARE_BIOS,
     FIRMWARE_EFI,
-    FIRMWARES,
     GPU_MIN_VMX,
     describe_vmx_need,
     min_esxi_for,
-    parse_vmx,
     vmx_name,
 )
 from ovapipe.ova.archive import Member, TarScan, is_safe_member_name
@@ -82,13 +80,6 @@ RULES: Final[dict[str, tuple[str, str]]] = {
 }
 
 _IMAGE_BUILDER_619: Final = "kubernetes-sigs/image-builder#619"
-
-
-def _required_vmx(min_vmx: str | int) -> int:
-    try:
-        return parse_vmx(min_vmx)
-    except ValueError as exc:
-        raise ConfigError(f"--min-vmx: {exc}") from None
 
 
 @dataclass
@@ -364,9 +355,7 @@ def validate_ova(
 
     ``check_digests=False`` skips hashing (the uploader verifies digests on its own read).
     """
-    required_vmx = _required_vmx(min_vmx)
-    if firmware not in FIRMWARES:
-        raise ConfigError(f"--firmware {firmware!r}: expected one of {', '.join(FIRMWARES)}")
+    required_vmx = gate_arguments(min_vmx, firmware)
     path = Path(path)
     report = Report(path=str(path))
     fd = open_file(path)

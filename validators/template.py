@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ovapipe.validators import gate_arguments
+
 from ovapipe.errors import ConfigError
 from ovapipe.findings import Report
 from ovapipe.hardware import (
     FIRMWARE_EFI,
-    FIRMWARES,
     GPU_FIRMWARE_REASON,
     GPU_MIN_VMX,
     GPU_MIN_VMX_REASON,
@@ -91,17 +92,6 @@ def check_template(
     return report
 
 
-def check_arguments(min_vmx: str | int, firmware: str) -> int:
-    """--min-vmx as 17 or vmx-17 and --firmware efi|bios; ConfigError (exit 2) otherwise."""
-    try:
-        required = parse_vmx(min_vmx)
-    except ValueError as exc:
-        raise ConfigError(f"--min-vmx: {exc}") from None
-    if firmware not in FIRMWARES:
-        raise ConfigError(f"--firmware {firmware!r}: expected one of {', '.join(FIRMWARES)}")
-    return required
-
-
 def validate_template(
     service: Any,
     datacenter: str,
@@ -117,7 +107,7 @@ def validate_template(
     from ovapipe.vsphere.inventory import datacenter as find_datacenter
     from ovapipe.vsphere.template import inventory_path, vms_named
 
-    required_vmx = check_arguments(min_vmx, firmware)
+    required_vmx = gate_arguments(min_vmx, firmware)
     dc = find_datacenter(service, datacenter)
     matches = vms_named(service, name, dc.obj)
     if not matches:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
+from ovapipe.capv import pci_device_entry
 from ovapipe.errors import VSphereError
 from ovapipe.hardware import GPU_MIN_VMX, esxi_supports, min_esxi_for, vmx_name
 from ovapipe.pci import PciId, database, unsigned16
@@ -133,8 +134,7 @@ class GpuInventory:
                 {
                     "name": group.name,
                     "pci_id": group.pci_id.hex,
-                    "vendorId": group.pci_id.vendor,
-                    "deviceId": group.pci_id.device,
+                    **pci_device_entry(group.pci_id),
                     "hosts": group.hosts,
                     "enabled": group.enabled,
                     "active": group.active,
