@@ -25,6 +25,12 @@ runs of median-of-5; curl itself varied 1.2-2.9 s between runs, so read ratios w
     publish without .sha256 / curl -T    1.27   1.43   1.51   (two sha256 passes on 2 cores)
     invoke publish (new process) / curl  1.42   1.32   1.48   (+ interpreter, imports, checks)
     peak RSS of invoke publish           58 MB  58 MB  58 MB  (target < 150 MB)
+
+Measured again later that day on an idle machine (curl 1.16 s): publish / curl -T 1.46,
+without .sha256 1.53, invoke publish 1.92, peak RSS 59 MB. The gap is Python's TLS send path,
+not hashing or block size: with digest checks off the upload still takes 1.55-1.75 s, and
+1, 4 or 8 MiB sends all give 1.7-1.8 s (the toolchain notes measure a plain Python TLS
+upload at 1.6x curl). Closing it means a sender outside Python's ssl module.
 """
 
 from __future__ import annotations
