@@ -413,11 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m ovapipe.simulator build", file=sys.stderr)
         return 2
     try:
-        path = build()
+        build()  # says "built PATH in N s" or "simulator up to date: PATH"
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    print(path)
     return 0
 
 
