@@ -64,8 +64,8 @@ MACHINE_ROLES: Final[Mapping[str, MachineRole]] = {
 }
 
 # CAPV webhook (internal/webhooks/vspheremachinetemplate.go), not in the CRD schema.
-HARDWARE_VERSION_RE: Final = re.compile(r"^vmx-[1-9][0-9]?$")
 HARDWARE_VERSION_RULE: Final = "^vmx-[1-9][0-9]?$"
+HARDWARE_VERSION_RE: Final = re.compile(HARDWARE_VERSION_RULE)
 
 # VMX keys for GPUs whose BARs do not fit the default MMIO window (EFI firmware only).
 VMX_USE_64BIT_MMIO: Final = "pciPassthru.use64bitMMIO"
