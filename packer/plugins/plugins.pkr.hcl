@@ -6,7 +6,7 @@ packer {
   required_plugins {
     vsphere = {
       source  = "github.com/hashicorp/vsphere"
-      version = ">= 1.2.0"
+      version = ">= 1.2.0, < 2.0.0"
     }
   }
 }
