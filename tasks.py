@@ -35,10 +35,11 @@ def vars(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, out="o
     """Merge and check Packer variables; write packer-vars.json."""
     from pathlib import Path
 
-    from ovapipe.varfiles import describe_resolved, resolve, write_vars
+    from ovapipe.varfiles import describe_resolved, resolve, site_var_files, write_vars
 
     with exits():
-        resolved = resolve(profile, var_file or [], set_ or [])
+        var_files = [*site_var_files(c.config.get("ovapipe", {})), *(var_file or [])]
+        resolved = resolve(profile, var_files, set_ or [])
         path = write_vars(resolved, Path(out), format)
     print(describe_resolved(resolved, path))
 
@@ -58,10 +59,12 @@ def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, o
     from pathlib import Path
 
     from ovapipe.build import BuildRequest, build_ova, describe_result
+    from ovapipe.varfiles import site_var_files
 
     with exits():
+        var_files = [*site_var_files(c.config.get("ovapipe", {})), *(var_file or [])]
         result = build_ova(BuildRequest(
-            profile=profile, var_files=var_file or [], sets=set_ or [], out=Path(out),
+            profile=profile, var_files=var_files, sets=set_ or [], out=Path(out),
             on_error=on_error, keep_vm=keep_vm,
         ))
     print(describe_result(result))
@@ -235,34 +238,40 @@ def cluster_template(c: Context, in_=None, out=None, publish_record=None, templa
         "profile": "OS profile to build (repeatable; default ubuntu-2004-efi)",
         "datacenter": "datacenter to publish to (repeatable)",
         "keep": "nightly templates to keep per profile and datacenter (default 3)",
-        "report": "folder for report.json and junit.xml",
+        "report": "folder for report.json, junit.xml and report.md",
         "resume": "reuse finished stages whose artifacts still verify",
+        "var_file": "variable file layered on each profile, after invoke.yaml's "
+                    "ovapipe.var_files (repeatable; later wins)",
+        "set_": "KEY=VALUE variable override, applied last (repeatable)",
     },
-    iterable=["profile", "datacenter"],
+    iterable=["profile", "datacenter", "var_file", "set_"],
 )
 def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/report",
-            resume=False):
+            resume=False, var_file=None, set_=None):
     """The nightly image job: build, validate, publish, verify, hand off."""
     import sys
     from pathlib import Path
 
     from ovapipe.config import site_defaults
     from ovapipe.nightly import NightlyRequest, run_nightly
+    from ovapipe.varfiles import site_var_files
 
     with exits():
         site = site_defaults(c.config.get("ovapipe", {}))
+        var_files = (*site_var_files(c.config.get("ovapipe", {})), *(var_file or []))
         report_dir = Path(report)
         result = run_nightly(NightlyRequest(
             profiles=tuple(profile or ["ubuntu-2004-efi"]),
             datacenters=tuple(datacenter or filter(None, [site.datacenter])),
             keep=int(number_flag("keep", keep, minimum=1)), report_dir=report_dir,
-            resume=resume, output_dir=site.output,
+            resume=resume, output_dir=site.output, var_files=var_files, sets=tuple(set_ or ()),
             cluster=site.cluster, datastore=site.datastore, network=site.network,
             folder=site.folder, concurrency=site.publish_concurrency,
         ))
         print(result.summary())
-        print(f"report: {report_dir / 'report.json'}, {report_dir / 'junit.xml'}",
-              file=sys.stderr)
+        folder = result.folder or report_dir
+        print(f"report: {folder / 'report.json'}, {folder / 'junit.xml'}, "
+              f"{folder / 'report.md'}", file=sys.stderr)
     if not result.ok:
         raise invoke.Exit(code=1)
 

@@ -274,6 +274,8 @@ def assemble(state: BuildState, run: Run) -> None:
         vmx=state.vmx,
         firmware=state.firmware,
         git_commit=state.git_commit,
+        containerd_version=str(values.get("containerd_version", "")),
+        cni_version=str(values.get("cni_version", "")),
     )
     sizes = HardwareSizes(cpus=int(values["cpus"]), memory_mb=int(values["memory"]),
                           os_type=str(values.get("guest_os_type", "ubuntu64Guest")))

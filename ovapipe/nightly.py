@@ -25,6 +25,7 @@ from ovapipe.files import sha256_file, write_json
 from ovapipe.paths import REPO_ROOT
 from ovapipe.report import NightlyReport, StageResult
 from ovapipe.retention import NightlyTemplate, to_delete
+from ovapipe.runs import claim_report_folder, kube_image_name, run_suffix
 
 NIGHTLY_PROFILE_FACT: Final = "nightly.profile"
 NIGHTLY_BUILD_FACT: Final = "nightly.build_id"
@@ -62,15 +63,16 @@ def build_stamp(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
 
 
-def image_name(profile: str, stamp: str, commit: str) -> str:
-    """The build id of one profile's nightly artifacts: the OVA, its folder, its templates."""
-    return f"{profile}-{stamp}-{commit}"
+def image_name(values: Mapping[str, Any], build_id: str) -> str:
+    """One profile's nightly artifacts (OVA, folder, templates): <os>-kube-v<semver>-<build id>."""
+    return kube_image_name(str(values["vm_name"]), str(values["kubernetes_version"]), build_id)
 
 
 @dataclass
 class _Profile:
     name: str
     image: str
+    build_id: str = ""
     output: Path | None = None
     ova: Path | None = None
 
@@ -185,25 +187,42 @@ def run_nightly(request: NightlyRequest, env: Mapping[str, str] | None = None,
     log = log or sys.stderr
     if not request.profiles:
         raise ConfigError("no profile given: pass --profile NAME (repeatable)")
-    if not request.datacenters:
-        raise ConfigError("no datacenter given: pass --datacenter NAME or set VSPHERE_DATACENTER")
+    if not request.datacenters or not all(dc.strip() for dc in request.datacenters):
+        raise ConfigError("no datacenter given (an empty name counts as none): pass "
+                          "--datacenter NAME or set VSPHERE_DATACENTER")
     if request.keep < 1:
         raise ConfigError(f"--keep {request.keep}: keep at least 1 (the template just published)")
-    from ovapipe.varfiles import load_profile
+    from ovapipe.nightly_preflight import preflight, resolve_profiles
 
-    for profile in request.profiles:
-        load_profile(profile)  # an unknown profile is a usage error before anything starts
-
+    # Unknown profiles and bad variables are usage errors before anything starts.
+    resolved = resolve_profiles(request, env)
     connection = connection_from_env(env, prompt=False)
-    state = _State(request.report_dir / STATE_FILE)
-    stamp, commit = build_stamp(), git_commit()
+    stamp, commit, suffix = build_stamp(), git_commit(), run_suffix(env)
+    folder, folder_lock, note = claim_report_folder(request.report_dir,
+                                                    f"{stamp}-{commit}-{suffix}")
+    if note:
+        log.write(f"{note}\n")
+    state = _State(folder / STATE_FILE)
     if request.resume and (previous := _previous_stamp(state)):
-        stamp, commit = previous
+        stamp, commit, suffix = (*previous, state.data.get("suffix", suffix))
     else:
-        state.data = {"stamp": stamp, "commit": commit}
-    build_id = f"{stamp}-{commit}"
-    report = NightlyReport(build_id, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    stages = _Stages(report, request.report_dir, log)
+        state.data = {"stamp": stamp, "commit": commit, "suffix": suffix}
+    build_id = f"{stamp}-{commit}-{suffix}"
+    report = NightlyReport(build_id, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                           folder=folder)
+    stages = _Stages(report, folder, log)
+    try:
+        if stages.run("preflight", "vcenter", lambda: preflight(request, resolved, connection)):
+            _locked_run(request, resolved, build_id, connection, env, state, stages, log)
+    finally:
+        folder_lock.release()
+        report.add_to_step_summary(env)
+    return report
+
+
+def _locked_run(request: NightlyRequest, resolved: Mapping[str, Any], build_id: str,
+                connection: Connection, env: Mapping[str, str], state: _State,
+                stages: _Stages, log: TextIO) -> None:
 
     from ovapipe.vsphere.lock import NightlyLock
 
@@ -214,15 +233,14 @@ def run_nightly(request: NightlyRequest, env: Mapping[str, str] | None = None,
         return {"_message": f"held by {lock.holder.describe()}"}
 
     if not stages.run("lock", "vcenter", take_lock):
-        return report
+        return
     stages.heartbeat = lock.heartbeat
     try:
         for profile in request.profiles:
-            job = _Profile(profile, image_name(profile, stamp, commit))
+            job = _Profile(profile, image_name(resolved[profile].values, build_id), build_id)
             _run_profile(request, job, connection, env, state, stages, log)
     finally:
         lock.release()
-    return report
 
 
 def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
@@ -295,10 +313,11 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
             ova=job.ova, datacenters=(datacenter,), cluster=request.cluster,
             datastore=request.datastore, network=request.network, folder=request.folder,
             name=job.image, concurrency=request.concurrency, output_dir=request.output_dir,
-            facts={NIGHTLY_PROFILE_FACT: job.name, NIGHTLY_BUILD_FACT: job.image},
+            facts={NIGHTLY_PROFILE_FACT: job.name, NIGHTLY_BUILD_FACT: job.build_id},
         )
         (record,) = publish(options, connection, log=log)
-        return {"template": str(record["inventory_path"]), "moref": str(record["moref"])}
+        return {"template": str(record["inventory_path"]), "moref": str(record["moref"]),
+                **{k: str(record.get(k) or "none") for k in ("vmx", "firmware", "snapshot")}}
 
     def do_validate_template() -> dict[str, str]:
         from ovapipe.validators.template import validate_template
@@ -334,7 +353,11 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
                                                          gpus=gpus))
         for message in result.messages():
             log.write(f"{message}\n")
-        return {"manifest": str(out)}
+        from ovapipe.clustertemplate import CUDA_TEST_POD, GPU_OPERATOR_SCRIPT
+
+        extras = {name: str(out.parent / name) for name in (GPU_OPERATOR_SCRIPT, CUDA_TEST_POD)
+                  if (out.parent / name).is_file()}
+        return {"manifest": str(out), **extras}
 
     def do_retention() -> dict[str, str]:
         with session(connection) as service:

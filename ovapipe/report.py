@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from ovapipe.files import write_text
 
 Status = Literal["ok", "failed", "skipped", "reused"]
+STEP_SUMMARY_ENV: Final = "GITHUB_STEP_SUMMARY"
+MARKDOWN_FILE: Final = "report.md"
+# Artifacts of these stages are hand-off files (what the platform team applies next).
+HANDOFF_STAGES: Final = ("cluster-template",)
 
 
 @dataclass
@@ -33,6 +38,7 @@ class NightlyReport:
     build_id: str
     started: str
     stages: list[StageResult] = field(default_factory=list)
+    folder: Path | None = None  # where write() put the reports, once it has
 
     @property
     def ok(self) -> bool:
@@ -84,6 +90,54 @@ class NightlyReport:
                             else ""))
         return "\n".join(lines)
 
+    def markdown(self) -> str:
+        """report.md: for people, and for the CI run's page ($GITHUB_STEP_SUMMARY)."""
+        return render_markdown(self)
+
     def write(self, folder: Path) -> None:
         write_text(folder / "report.json", json.dumps(self.as_dict(), indent=2) + "\n")
         write_text(folder / "junit.xml", self.junit())
+        write_text(folder / MARKDOWN_FILE, self.markdown())
+        self.folder = folder
+
+    def add_to_step_summary(self, env: Mapping[str, str]) -> None:
+        """Append report.md to the file GitHub Actions shows on the run's page, when set."""
+        target = env.get(STEP_SUMMARY_ENV)
+        if not target:
+            return
+        with Path(target).open("a", encoding="utf-8") as handle:
+            handle.write(self.markdown() + "\n")
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").strip() or "-"
+
+
+def render_markdown(report: NightlyReport) -> str:
+    verdict = "OK" if report.ok else f"FAILED at {report.failed[0].name}" if report.failed \
+        else "NOT FINISHED"
+    lines = [f"## ovapipe nightly {report.build_id}: {verdict}", "",
+             f"Started {report.started}.", "",
+             "| stage | target | result | seconds | message |", "|---|---|---|---:|---|"]
+    lines += [f"| {_cell(s.stage)} | {_cell(s.target)} | {_cell(s.status)} | "
+              f"{s.duration:.1f} | {_cell(s.message)} |" for s in report.stages]
+    templates = [s for s in report.stages if s.stage == "publish" and s.status == "ok"]
+    if templates:
+        lines += ["", "### Templates", "",
+                  "| profile/datacenter | template | vmx | firmware | snapshot |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {_cell(s.target)} | {_cell(s.artifacts.get('template', ''))} | "
+                  f"{_cell(s.artifacts.get('vmx', ''))} | "
+                  f"{_cell(s.artifacts.get('firmware', ''))} | "
+                  f"{_cell(s.artifacts.get('snapshot', ''))} |" for s in templates]
+    gpus = [s for s in report.stages if s.stage == "gpus" and s.status == "ok"]
+    if gpus:
+        lines += ["", "### GPUs found", ""]
+        lines += [f"- {_cell(s.target)}: {_cell(s.message)}" for s in gpus]
+    handoff = [(s.target, path) for s in report.stages
+               if s.stage in HANDOFF_STAGES and s.status == "ok"
+               for _, path in sorted(s.artifacts.items())]
+    if handoff:
+        lines += ["", "### Hand-off files", ""]
+        lines += [f"- {_cell(target)}: `{path}`" for target, path in handoff]
+    return "\n".join(lines) + "\n"

@@ -31,6 +31,7 @@ DEFAULT_PROFILE: Final = "ubuntu-2004-efi"
 # A profile file's own settings (not Packer variables) sit under this key.
 PROFILE_META_KEY: Final = "ovapipe"
 
+SITE_VAR_FILES_KEY: Final = "var_files"
 SET_LAYER: Final = "--set"
 ENV_LAYER: Final = "environment"
 
@@ -153,6 +154,15 @@ def load_profile(name: str) -> tuple[Profile, Layer]:
         str(meta.get("distro_name", "")), str(meta.get("distro_version", "")),
     )
     return profile, Layer(layer.name, values)
+
+
+def site_var_files(settings: Mapping[str, Any]) -> list[str]:
+    """invoke.yaml's ``ovapipe.var_files``: the site's var files, layered before --var-file."""
+    files = settings.get(SITE_VAR_FILES_KEY) or []
+    if isinstance(files, str) or not all(isinstance(f, str) and f for f in files):
+        raise ConfigError(f"invoke.yaml: ovapipe.{SITE_VAR_FILES_KEY} must be a list of file "
+                          f"paths, e.g. [vars/site/mysite.json]; got {files!r}")
+    return list(files)
 
 
 def env_layer(env: Mapping[str, str]) -> Layer:
@@ -330,6 +340,10 @@ IMAGE_BUILDER_NAMES: Final[dict[str, str]] = {
 }
 
 
+# pkgs.k8s.io names its packages VERSION-REVISION; 1.1 is the revision of a release's first build.
+PKGS_K8S_DEB_REVISION: Final = "1.1"
+
+
 def image_builder_vars(values: Mapping[str, Any]) -> dict[str, str]:
     """The same settings under image-builder's names, as strings (for PACKER_VAR_FILES)."""
     out: dict[str, str] = {"convert_to_template": "false"}
@@ -339,9 +353,18 @@ def image_builder_vars(values: Mapping[str, Any]) -> dict[str, str]:
         value = values[key]
         out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     if "kubernetes_version" in values:
-        semver = "v" + str(values["kubernetes_version"]).removeprefix("v")
-        out["kubernetes_semver"] = semver
-        out["kubernetes_series"] = semver.rsplit(".", 1)[0]
+        version = str(values["kubernetes_version"]).removeprefix("v")
+        out["kubernetes_semver"] = f"v{version}"
+        out["kubernetes_series"] = "v" + version.rsplit(".", 1)[0]
+        # Without these image-builder installs its own default kubelet under the name asked for.
+        out["kubernetes_deb_version"] = f"{version}-{PKGS_K8S_DEB_REVISION}"
+        out["kubernetes_rpm_version"] = version
+        out["kubernetes_source_type"] = "pkg"
+        out["kubernetes_cni_source_type"] = "pkg"
+    if "containerd_version" in values:
+        out["containerd_version"] = str(values["containerd_version"])
+    if "cni_version" in values:
+        out["kubernetes_cni_semver"] = "v" + str(values["cni_version"]).removeprefix("v")
     return dict(sorted(out.items()))
 
 

@@ -45,6 +45,10 @@ class BuildFacts:
     secure_boot: bool = False
     git_commit: str = "unknown"
     ovapipe_version: str = __version__
+    distro_arch: str = "amd64"
+    containerd_version: str = ""  # e.g. "1.7.27"
+    cni_version: str = ""  # e.g. "1.2.0"
+    kubernetes_source_type: str = "pkg"  # image-builder's: packages, not http binaries
 
     @property
     def build_date(self) -> str:
@@ -77,4 +81,14 @@ class BuildFacts:
             ("SECURE_BOOT", "true" if self.secure_boot else "false"),
             ("OVAPIPE_VERSION", self.ovapipe_version),
             ("OVAPIPE_COMMIT", self.git_commit),
+            # image-builder's keys (images/capi/hack/image-build-ova.py) CAPV tooling reads.
+            ("DISTRO_ARCH", self.distro_arch),
+            ("CONTAINERD_VERSION", _v(self.containerd_version)),
+            ("CNI_VERSION", _v(self.cni_version)),
+            ("KUBERNETES_SOURCE_TYPE", self.kubernetes_source_type),
         )
+
+
+def _v(version: str) -> str:
+    """image-builder records component versions as v1.2.3; unknown stays empty."""
+    return "v" + version.removeprefix("v") if version else ""

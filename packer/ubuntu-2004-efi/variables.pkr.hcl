@@ -146,3 +146,13 @@ variable "kubernetes_version" {
   type        = string
   description = "Kubernetes release installed in the image, e.g. 1.30.5."
 }
+
+variable "containerd_version" {
+  type        = string
+  description = "containerd release recorded in the image's ProductSection and image-builder export."
+}
+
+variable "cni_version" {
+  type        = string
+  description = "CNI plugins release recorded in the image (image-builder's kubernetes_cni_semver)."
+}
