@@ -243,11 +243,16 @@ def cluster_template(c: Context, in_=None, out=None, publish_record=None, templa
         "var_file": "variable file layered on each profile, after invoke.yaml's "
                     "ovapipe.var_files (repeatable; later wins)",
         "set_": "KEY=VALUE variable override, applied last (repeatable)",
+        "cluster": "cluster for the templates (default from invoke.yaml / VSPHERE_CLUSTER)",
+        "datastore": "datastore for the templates (default from invoke.yaml / VSPHERE_DATASTORE)",
+        "network": "network for the templates' NIC (default from invoke.yaml / VSPHERE_NETWORK)",
+        "folder": "VM folder for the templates (default from invoke.yaml / VSPHERE_FOLDER)",
     },
     iterable=["profile", "datacenter", "var_file", "set_"],
 )
 def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/report",
-            resume=False, var_file=None, set_=None):
+            resume=False, var_file=None, set_=None, cluster=None, datastore=None, network=None,
+            folder=None):
     """The nightly image job: build, validate, publish, verify, hand off."""
     import sys
     from pathlib import Path
@@ -265,8 +270,9 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
             datacenters=tuple(datacenter or filter(None, [site.datacenter])),
             keep=int(number_flag("keep", keep, minimum=1)), report_dir=report_dir,
             resume=resume, output_dir=site.output, var_files=var_files, sets=tuple(set_ or ()),
-            cluster=site.cluster, datastore=site.datastore, network=site.network,
-            folder=site.folder, concurrency=site.publish_concurrency,
+            cluster=cluster or site.cluster, datastore=datastore or site.datastore,
+            network=network or site.network, folder=folder or site.folder,
+            concurrency=site.publish_concurrency,
         ))
         print(result.summary())
         folder = result.folder or report_dir

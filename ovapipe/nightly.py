@@ -334,8 +334,7 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
         with session(connection) as service:
             inventory = list_gpus(service, datacenter, request.cluster)
         found["groups"] = [g for g in inventory.summary if g.enabled]
-        text = "; ".join(f"{g.name} ({g.pci_id.hex}): {g.hosts} hosts, {g.enabled} enabled"
-                         for g in found["groups"])
+        text = "; ".join(g.render() for g in found["groups"])
         return {"_message": text or "no passthrough GPUs enabled"}
 
     def do_cluster_template() -> dict[str, str]:

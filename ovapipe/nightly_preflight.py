@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ovapipe.varfiles import ResolvedVars
 
 MIB: Final = 1024 * 1024
+PLACEMENT_ADVICE: Final = ("; pass --datacenter, --cluster, --datastore, --network or --folder "
+                           "(defaults: invoke.yaml's ovapipe.* or VSPHERE_*)")
 
 
 def resolve_profiles(request: NightlyRequest, env: Mapping[str, str]
@@ -50,7 +52,7 @@ def datacenter_problems(service: Any, request: NightlyRequest, datacenter: str,
             datacenter, request.cluster, None, request.datastore, request.folder,
             request.network), (HardwareSizes().network,))
     except OvapipeError as exc:  # a name that does not resolve: nothing else can be checked
-        return [exc.message]
+        return [f"{exc.message}{PLACEMENT_ADVICE if '--' not in exc.message else ''}"]
     problems: list[str] = []
     vmx = max(int(p.values["vmx_version"]) for p in profiles)
     problems += check_hosts(placement, vmx)
