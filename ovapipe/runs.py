@@ -88,8 +88,13 @@ def claim_report_folder(folder: Path, build_id: str) -> tuple[Path, FolderLock, 
                              f"reports go to {own.folder}")
 
 
-def kube_image_name(vm_name: str, kubernetes_version: str, build_id: str) -> str:
-    """image-builder's ``<os>-kube-v<semver>``, then this run's id: what CAPV users select by."""
+def kube_name(vm_name: str, kubernetes_version: str) -> str:
+    """image-builder's ``<os>-kube-v<semver>`` from a profile's ``<os>-kube``: CAPV users
+    select templates by it."""
     semver = "v" + kubernetes_version.strip().removeprefix("v")
-    base = vm_name if vm_name.endswith(f"-{semver}") else f"{vm_name}-{semver}"
-    return f"{base}-{build_id}"
+    return vm_name if vm_name.endswith(f"-{semver}") else f"{vm_name}-{semver}"
+
+
+def kube_image_name(vm_name: str, kubernetes_version: str, build_id: str) -> str:
+    """A nightly image: ``<os>-kube-v<semver>``, then this run's id."""
+    return f"{kube_name(vm_name, kubernetes_version)}-{build_id}"

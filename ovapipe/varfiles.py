@@ -21,6 +21,7 @@ from ovapipe import config, hardware
 from ovapipe.errors import ConfigError
 from ovapipe.files import read_input_text, write_json
 from ovapipe.paths import REPO_ROOT, VARS_DIR
+from ovapipe.runs import kube_name
 from ovapipe.template import Template, read_template, template_dir
 
 DEFAULTS_FILE: Final = VARS_DIR / "defaults.json"
@@ -293,6 +294,10 @@ def resolve(
 
     template = read_template(template_dir(the_profile.template))
     values, sources = merge(layers)
+    if sources.get("vm_name") == profile_layer.name and "kubernetes_version" in values:
+        # The profile names the OS (<os>-kube); the image carries its Kubernetes version too.
+        values["vm_name"] = kube_name(str(values["vm_name"]), str(values["kubernetes_version"]))
+        sources["vm_name"] = f"{profile_layer.name} + kubernetes_version"
     report = validate_vars(
         layers,
         values,

@@ -63,3 +63,11 @@ def test_the_product_section_carries_image_builders_keys() -> None:
     assert properties["CONTAINERD_VERSION"] == "v1.7.27"
     assert properties["CNI_VERSION"] == "v1.2.0"
     assert "OVAPIPE_COMMIT" in properties and "VMX_VERSION" in properties
+
+
+def test_a_profiles_image_is_named_os_kube_semver_unless_the_user_names_it() -> None:
+    env = {"VSPHERE_PASSWORD": "not-written"}
+    values = resolve("ubuntu-2004-efi", [SITE], ["kubernetes_version=1.31.4"], env=env).values
+    assert values["vm_name"] == "ubuntu-2004-efi-kube-v1.31.4"
+    named = resolve("ubuntu-2004-efi", [SITE], ["vm_name=mine"], env=env).values
+    assert named["vm_name"] == "mine"
