@@ -223,7 +223,6 @@ def run_nightly(request: NightlyRequest, env: Mapping[str, str] | None = None,
 def _locked_run(request: NightlyRequest, resolved: Mapping[str, Any], build_id: str,
                 connection: Connection, env: Mapping[str, str], state: _State,
                 stages: _Stages, log: TextIO) -> None:
-
     from ovapipe.vsphere.lock import NightlyLock
 
     lock = NightlyLock(connection, build_id)

@@ -71,3 +71,18 @@ def test_a_profiles_image_is_named_os_kube_semver_unless_the_user_names_it() -> 
     assert values["vm_name"] == "ubuntu-2004-efi-kube-v1.31.4"
     named = resolve("ubuntu-2004-efi", [SITE], ["vm_name=mine"], env=env).values
     assert named["vm_name"] == "mine"
+
+
+def test_an_assembled_ova_reads_back_with_image_builders_keys(efi_vmdk: Path,
+                                                              tmp_path: Path) -> None:
+    from ovapipe.ova import assemble_ova
+    from ovapipe.ova.reader import read_ova
+
+    facts = BuildFacts(distro_name="ubuntu", distro_version="20.04",
+                       kubernetes_version="v1.30.5", image_version="ubuntu-2004-efi-kube-v1.30.5",
+                       build_timestamp=1_764_320_000, containerd_version="1.7.27",
+                       cni_version="1.2.0")
+    ova = assemble_ova(tmp_path, "ubuntu-2004-efi-kube-v1.30.5", [efi_vmdk], facts).path
+    product = read_ova(ova).descriptor.product
+    assert [k for k in DATA["product_section_keys"] if not product.get(k)] == []
+    assert product["KUBERNETES_SEMVER"] == "v1.30.5" and product["DISTRO_ARCH"] == "amd64"
