@@ -82,3 +82,20 @@ def test_the_step_summary_is_appended_to_not_replaced(tmp_path: Path) -> None:
     assert text.startswith("earlier step\n## ovapipe nightly ")
     report().add_to_step_summary({})  # not in CI: nothing to write
     assert summary.read_text() == text
+
+
+def test_an_empty_datacenter_is_a_usage_error_before_connecting() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from ovapipe.paths import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VSPHERE_", "GITHUB_"))}
+    env.update(VSPHERE_SERVER="127.0.0.1:9", VSPHERE_USERNAME="u", VSPHERE_PASSWORD="p",
+               VSPHERE_TLS_THUMBPRINT=":".join(["00"] * 20))
+    result = subprocess.run([sys.executable, "-m", "invoke", "nightly", "--datacenter", ""],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no datacenter given (an empty name counts as none)" in result.stderr
+    assert "Traceback" not in result.stderr
