@@ -312,7 +312,9 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
             ova=job.ova, datacenters=(datacenter,), cluster=request.cluster,
             datastore=request.datastore, network=request.network, folder=request.folder,
             name=job.image, concurrency=request.concurrency, output_dir=request.output_dir,
-            facts={NIGHTLY_PROFILE_FACT: job.name, NIGHTLY_BUILD_FACT: job.build_id},
+            # <profile>-<build id>: sorts by time within a profile, as earlier releases' did.
+            facts={NIGHTLY_PROFILE_FACT: job.name,
+                   NIGHTLY_BUILD_FACT: f"{job.name}-{job.build_id}"},
         )
         (record,) = publish(options, connection, log=log)
         return {"template": str(record["inventory_path"]), "moref": str(record["moref"]),
