@@ -99,3 +99,17 @@ def test_an_empty_datacenter_is_a_usage_error_before_connecting() -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "no datacenter given (an empty name counts as none)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_retention_keeps_the_newest_build_across_kubernetes_releases_and_id_formats() -> None:
+    from ovapipe.retention import NightlyTemplate, to_delete
+
+    profile = "ubuntu-2004-efi"
+    older_release = NightlyTemplate(f"{profile}-20261128-031500-abc1234", "DC0", profile,
+                                    f"{profile}-20261128-031500-abc1234")  # before run ids
+    newer = NightlyTemplate(f"{profile}-kube-v1.30.5-20261202-021700-1a2b3c4-9f", "DC0",
+                            profile, f"{profile}-20261202-021700-1a2b3c4-9f")
+    newest = NightlyTemplate(f"{profile}-kube-v1.30.10-20261203-021700-1a2b3c4-4242", "DC0",
+                             profile, f"{profile}-20261203-021700-1a2b3c4-4242")
+    doomed = to_delete([newest, older_release, newer], keep=1, just_published={newest.name})
+    assert doomed == [older_release, newer]
