@@ -45,13 +45,14 @@ class SimulatorOptions:
 
     vc_version: str = "7.0.3"
     esx_version: str = "7.0.3"
-    gpus: Sequence[str] = ()  # "HOST_GLOB=VENDOR:DEVICE", hex
+    gpus: Sequence[str] = ()  # "HOST_GLOB=VENDOR:DEVICE[:STATE[:CLASS]]", hex
     default_gpu: bool = True
     installer_vm: str | None = None
     installer_disk: Path | str | None = None
     installer_seconds: float = 3
     port: int = 0
     strict_vmx: bool = False  # refuse CreateVM_Task/ImportVApp of a vmx the hosts cannot run
+    refuse_passthru: str | None = None  # host name glob whose UpdatePassthruConfig fails
 
     def argv(self) -> list[str]:
         args = ["--vc-version", self.vc_version, "--esx-version", self.esx_version]
@@ -69,6 +70,8 @@ class SimulatorOptions:
             ]
         if self.strict_vmx:
             args.append("--strict-vmx")
+        if self.refuse_passthru is not None:
+            args += ["--refuse-passthru", self.refuse_passthru]
         args += ["--port", str(self.port)]
         return args
 

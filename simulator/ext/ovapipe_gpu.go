@@ -25,6 +25,21 @@ type ovapipeGPUSpec struct {
 	hostGlob string // empty: the hosts of ovapipeDefaultGPUCluster
 	vendor   uint16
 	device   uint16
+	state    ovapipePassthruState
+	class    uint16
+}
+
+// ovapipePassthruState is a device's passthrough state at simulator start.
+type ovapipePassthruState struct {
+	capable, enabled, active bool
+}
+
+// The states --gpu accepts after VENDOR:DEVICE; "active" is the default.
+var ovapipePassthruStates = map[string]ovapipePassthruState{
+	"active":    {capable: true, enabled: true, active: true},
+	"enabled":   {capable: true, enabled: true},  // enabled, waiting for a host reboot
+	"disabled":  {capable: true},                 // capable, passthrough off
+	"incapable": {},                              // the host cannot pass it through
 }
 
 func ovapipeParseHexID(text, what, spec string) (uint16, error) {
@@ -39,13 +54,32 @@ func ovapipeParseHexID(text, what, spec string) (uint16, error) {
 func ovapipeGPUSpecs(flags []string, withDefault bool) ([]ovapipeGPUSpec, error) {
 	var specs []ovapipeGPUSpec
 	if withDefault {
-		specs = append(specs, ovapipeGPUSpec{vendor: ovapipeDefaultGPUVendor, device: ovapipeDefaultGPUDevice})
+		specs = append(specs, ovapipeGPUSpec{vendor: ovapipeDefaultGPUVendor, device: ovapipeDefaultGPUDevice,
+			state: ovapipePassthruStates["active"], class: ovapipeClass3DController})
 	}
 	for _, flag := range flags {
 		glob, ids, ok := strings.Cut(flag, "=")
-		vendorText, deviceText, ok2 := strings.Cut(ids, ":")
-		if !ok || !ok2 || glob == "" {
-			return nil, fmt.Errorf("--gpu %q: expected HOST_GLOB=VENDOR:DEVICE, e.g. 'DC0_C0_*=10de:1eb8'", flag)
+		parts := strings.Split(ids, ":")
+		if !ok || glob == "" || len(parts) < 2 || len(parts) > 4 {
+			return nil, fmt.Errorf("--gpu %q: expected HOST_GLOB=VENDOR:DEVICE[:STATE[:CLASS]], "+
+				"e.g. 'DC0_C0_*=10de:1eb8' or 'DC0_C0_H1=10de:1eb8:disabled'", flag)
+		}
+		vendorText, deviceText := parts[0], parts[1]
+		state := ovapipePassthruStates["active"]
+		if len(parts) > 2 {
+			known, found := ovapipePassthruStates[parts[2]]
+			if !found {
+				return nil, fmt.Errorf("--gpu %q: state %q is not one of active, enabled, disabled, incapable", flag, parts[2])
+			}
+			state = known
+		}
+		class := uint16(ovapipeClass3DController)
+		if len(parts) > 3 {
+			value, err := ovapipeParseHexID(parts[3], "class", flag)
+			if err != nil {
+				return nil, err
+			}
+			class = value
 		}
 		if _, err := filepath.Match(glob, ""); err != nil {
 			return nil, fmt.Errorf("--gpu %q: bad host glob: %s", flag, err)
@@ -58,7 +92,7 @@ func ovapipeGPUSpecs(flags []string, withDefault bool) ([]ovapipeGPUSpec, error)
 		if err != nil {
 			return nil, err
 		}
-		specs = append(specs, ovapipeGPUSpec{hostGlob: glob, vendor: vendor, device: device})
+		specs = append(specs, ovapipeGPUSpec{hostGlob: glob, vendor: vendor, device: device, state: state, class: class})
 	}
 	return specs, nil
 }
@@ -115,6 +149,9 @@ func ovapipeAddGPUs(specs []ovapipeGPUSpec) error {
 		}
 	}
 	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Name < hosts[j].Name })
+	for _, h := range hosts {
+		ovapipeAddPassthruSystem(h)
+	}
 	for _, spec := range specs {
 		matched := 0
 		for _, h := range hosts {
@@ -146,7 +183,7 @@ func ovapipeAddGPU(h *HostSystem, spec ovapipeGPUSpec) {
 	vendorName, deviceName := ovapipePciNames(spec.vendor, spec.device)
 	device := types.HostPciDevice{
 		Id:           fmt.Sprintf("0000:%02x:00.0", bus),
-		ClassId:      ovapipeClass3DController,
+		ClassId:      int16(spec.class),
 		Bus:          bus,
 		Slot:         0,
 		Function:     0,
@@ -164,22 +201,20 @@ func ovapipeAddGPU(h *HostSystem, spec ovapipeGPUSpec) {
 	devices := append([]types.HostPciDevice{}, h.Hardware.PciDevice...)
 	h.Hardware.PciDevice = append(devices, device)
 
+	states := ovapipePassthruStatesOf(h)
+	states[device.Id] = spec.state
 	var passthru []types.BaseHostPciPassthruInfo
-	gpuIDs := map[string]bool{}
-	for _, gpu := range ovapipeHostGPUs[h.Self] {
-		gpuIDs[gpu.Id] = true
-	}
 	for _, d := range h.Hardware.PciDevice {
-		gpu := gpuIDs[d.Id]
+		state := states[d.Id]
 		passthru = append(passthru, &types.HostPciPassthruInfo{
 			Id:              d.Id,
 			DependentDevice: d.Id,
-			PassthruEnabled: gpu,
-			PassthruCapable: gpu,
-			PassthruActive:  gpu,
+			PassthruEnabled: state.enabled,
+			PassthruCapable: state.capable,
+			PassthruActive:  state.active,
 		})
 	}
-	h.Config.PciPassthruInfo = passthru
+	ovapipeSetPassthruInfo(h, passthru)
 }
 
 // ovapipeAddPassthroughTargets fills QueryConfigTarget's pciPassthrough (per device) and
@@ -191,7 +226,12 @@ func ovapipeAddPassthroughTargets(target *types.ConfigTarget, hosts []types.Mana
 		if !ok {
 			continue
 		}
+		active := ovapipePassthruStatesOf(h)
 		for _, gpu := range ovapipeHostGPUs[ref] {
+			// vCenter offers a device to VMs only once passthrough is active on the host.
+			if !active[gpu.Id].active {
+				continue
+			}
 			target.PciPassthrough = append(target.PciPassthrough, &types.VirtualMachinePciPassthroughInfo{
 				VirtualMachineTargetInfo: types.VirtualMachineTargetInfo{Name: gpu.Id},
 				PciDevice:                gpu,

@@ -41,6 +41,7 @@ type OvapipeOptions struct {
 	Username         string
 	Password         string
 	StrictVMX        bool
+	RefusePassthru   string
 }
 
 // OvapipeRun builds the inventory, serves it until SIGINT/SIGTERM and cleans up.
@@ -51,6 +52,9 @@ func OvapipeRun(opts OvapipeOptions) error {
 		return err
 	}
 	if err := ovapipeSetVersions(opts.VCVersion, opts.ESXVersion); err != nil {
+		return err
+	}
+	if err := OvapipeSetRefusePassthru(opts.RefusePassthru); err != nil {
 		return err
 	}
 	if opts.InstallerVM != "" {

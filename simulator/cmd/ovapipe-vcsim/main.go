@@ -22,7 +22,8 @@ func main() {
 	var gpus repeated
 	flag.StringVar(&opts.VCVersion, "vc-version", "7.0.3", "vCenter version reported by about")
 	flag.StringVar(&opts.ESXVersion, "esx-version", "7.0.3", "ESXi version of every host")
-	flag.Var(&gpus, "gpu", "HOST_GLOB=VENDOR:DEVICE passthrough PCI device, hex IDs (repeatable)")
+	flag.Var(&gpus, "gpu", "HOST_GLOB=VENDOR:DEVICE[:STATE[:CLASS]] passthrough PCI device, hex IDs; STATE active (default), enabled, disabled or incapable; CLASS default 0302 (repeatable)")
+	flag.StringVar(&opts.RefusePassthru, "refuse-passthru", "", "host name glob whose UpdatePassthruConfig fails")
 	flag.BoolVar(&opts.NoDefaultGPU, "no-default-gpu", false, "no Tesla T4 on cluster DC0_C0's hosts")
 	flag.StringVar(&opts.InstallerVM, "installer-vm", "", "VM name glob whose power-on runs the simulated installer")
 	flag.StringVar(&opts.InstallerDisk, "installer-disk", "", "streamOptimized VMDK the installer writes as the first disk")
