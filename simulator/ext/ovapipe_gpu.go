@@ -37,9 +37,9 @@ type ovapipePassthruState struct {
 // The states --gpu accepts after VENDOR:DEVICE; "active" is the default.
 var ovapipePassthruStates = map[string]ovapipePassthruState{
 	"active":    {capable: true, enabled: true, active: true},
-	"enabled":   {capable: true, enabled: true},  // enabled, waiting for a host reboot
-	"disabled":  {capable: true},                 // capable, passthrough off
-	"incapable": {},                              // the host cannot pass it through
+	"enabled":   {capable: true, enabled: true}, // enabled, waiting for a host reboot
+	"disabled":  {capable: true},                // capable, passthrough off
+	"incapable": {},                             // the host cannot pass it through
 }
 
 func ovapipeParseHexID(text, what, spec string) (uint16, error) {
