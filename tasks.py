@@ -175,20 +175,39 @@ def validate_template(c: Context, datacenter, name, min_vmx="17", firmware="efi"
     help={
         "datacenter": "datacenter to inspect",
         "cluster": "only this cluster's hosts",
+        "host": "only hosts whose name matches this glob",
+        "enable": "switch passthrough on for the GPUs (all hosts or none; takes effect on reboot)",
+        "disable": "switch passthrough off for the GPUs",
+        "device": "with --enable/--disable: only this GPU, VENDOR:DEVICE in hex or a name",
+        "dry_run": "with --enable/--disable: show the plan, change nothing",
         "insecure": "skip certificate verification (warns; not for production)",
         "json": "print JSON instead of a table",
     },
 )
-def gpus(c: Context, datacenter, cluster=None, insecure=False, json=False):
-    """List passthrough GPUs per host with CAPV's decimal vendorId/deviceId."""
+def gpus(c: Context, datacenter, cluster=None, host=None, enable=False, disable=False,
+         device=None, dry_run=False, insecure=False, json=False):
+    """List passthrough GPUs per host with CAPV's decimal IDs, or enable/disable passthrough."""
     with exits():
         from ovapipe.config import connection_from_env
+        from ovapipe.errors import ConfigError
         from ovapipe.vsphere.connect import session
         from ovapipe.vsphere.gpus import list_gpus
+        from ovapipe.vsphere.passthru import apply_passthru, plan_passthru
 
+        if enable and disable:
+            raise ConfigError("--enable and --disable exclude each other")
+        if not (enable or disable) and (device or dry_run):
+            raise ConfigError("--device and --dry-run need --enable or --disable")
         with session(connection_from_env(insecure=insecure)) as service:
-            found = list_gpus(service, datacenter, cluster)
-        print(found.to_json() if json else found.render())
+            if not (enable or disable):
+                found = list_gpus(service, datacenter, cluster, host)
+                print(found.to_json() if json else found.render())
+                return
+            change = plan_passthru(service, datacenter, cluster, host, device, enable, dry_run)
+            apply_passthru(service, change, datacenter, cluster, host)
+        print(change.to_json() if json else change.render())
+    if not change.ok:
+        raise invoke.Exit(code=1)
 
 
 @task(name="pci-id", help={"value": "10DE:1EB8, '0x10de 0x1eb8' or a name such as 'Tesla T4'"})
