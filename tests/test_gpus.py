@@ -192,3 +192,256 @@ def test_query_config_target_failure_is_a_note(monkeypatch: pytest.MonkeyPatch) 
     assert entry.devices[0].dynamic_passthrough is None
     assert any("QueryConfigTarget failed" in note for note in entry.notes)
     assert "Dynamic DirectPath I/O availability unknown" in found.render()
+
+
+# --------------------------------------------------------------------------- enable / disable
+# Cluster DC0_C0 of three hosts: H0's T4 already enabled and active, H1's and H2's off; H1
+# also has a passthrough-capable NIC (never a GPU, never touched), H2 an A100 the host reports
+# as not capable.
+THREE_HOSTS = dict(
+    default_gpu=False,
+    gpus=[
+        "DC0_C0_H0=10de:1eb8", "DC0_C0_H1=10de:1eb8:disabled", "DC0_C0_H2=10de:1eb8:disabled",
+        "DC0_C0_H1=8086:1572:disabled:0200", "DC0_C0_H2=10de:20b5:incapable",
+    ],
+)
+T4_HEX = "10de:1eb8"
+
+
+def _passthru_states(sim: Any) -> dict[str, dict[str, tuple[bool, bool]]]:
+    """host -> capable PCI address -> (enabled, active), read from each host's own
+    HostPciPassthruSystem (not the path `invoke gpus` reads)."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere import inventory
+    from ovapipe.vsphere.connect import session
+
+    with session(sim.connection) as service:
+        hosts = inventory.retrieve(service, vim.HostSystem,
+                                   ["name", "configManager.pciPassthruSystem"])
+        states = {}
+        for host in hosts:
+            system = host.get("configManager.pciPassthruSystem")
+            info = inventory.properties(service, system, ["pciPassthruInfo"])
+            states[host.name] = {
+                p.id: (p.passthruEnabled, p.passthruActive)
+                for p in info.get("pciPassthruInfo") or [] if p.passthruCapable
+            }
+        return states
+
+
+def _offered(sim: Any, host_name: str) -> set[str]:
+    """PCI addresses QueryConfigTarget offers to VMs on the host (pciPassthrough)."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere import inventory
+    from ovapipe.vsphere.connect import session
+
+    with session(sim.connection) as service:
+        (host,) = [h for h in inventory.retrieve(service, vim.HostSystem, ["name", "parent"])
+                   if h.name == host_name]
+        browser = inventory.properties(service, host.get("parent"), ["environmentBrowser"])
+        target = browser["environmentBrowser"].QueryConfigTarget(host=host.obj)
+        return {info.pciDevice.id for info in target.pciPassthrough or []}
+
+
+def _reboot(sim: Any, host_name: str, *, maintenance: bool = True) -> None:
+    from pyVmomi import vim
+
+    from ovapipe.vsphere import inventory
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.tasks import wait_for_task
+
+    with session(sim.connection) as service:
+        (host,) = [h for h in inventory.retrieve(service, vim.HostSystem, ["name"])
+                   if h.name == host_name]
+        if maintenance:
+            wait_for_task(host.obj.EnterMaintenanceMode_Task(timeout=0), "maintenance mode")
+        wait_for_task(host.obj.RebootHost_Task(force=False), f"reboot {host_name}")
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert "Traceback" not in result.stderr, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.simulator
+def test_enable_on_three_hosts_one_already_enabled(make_simulator: Callable[..., Any]) -> None:
+    sim = make_simulator(**THREE_HOSTS)
+    before = _passthru_states(sim)
+    assert before["DC0_C0_H0"]["0000:3b:00.0"] == (True, True)
+
+    plan = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0", "--enable",
+                        "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    planned = {h["name"]: h for h in _json(plan)["hosts"]}
+    assert [d["address"] for d in planned["DC0_C0_H0"]["unchanged"]] == ["0000:3b:00.0"]
+    assert planned["DC0_C0_H0"]["switch"] == []
+    for name in ("DC0_C0_H1", "DC0_C0_H2"):
+        assert [d["pci_id"] for d in planned[name]["switch"]] == [T4_HEX]
+    assert _json(plan)["reboot_needed"] == ["DC0_C0_H1", "DC0_C0_H2"]
+    assert _passthru_states(sim) == before, "a dry run changed the hosts"
+
+    text = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0", "--enable")
+    assert text.returncode == 0, text.stderr
+    assert "DC0_C0_H0 (not in maintenance mode):\n  already enabled: 0000:3b:00.0" in text.stdout
+    assert "DC0_C0_H1 (not in maintenance mode):\n  enabled 0000:3b:00.0" in text.stdout
+    assert "reboot needed for the change to take effect: DC0_C0_H1, DC0_C0_H2" in text.stdout
+    assert ("not in maintenance mode (enter it before rebooting): DC0_C0_H1, DC0_C0_H2"
+            in text.stdout)
+    # No host can pass the A100 through: not worth a line (like every server's BMC display).
+    assert "A100" not in text.stdout
+
+    after = _passthru_states(sim)
+    assert after["DC0_C0_H0"]["0000:3b:00.0"] == (True, True)
+    for name in ("DC0_C0_H1", "DC0_C0_H2"):
+        assert after[name]["0000:3b:00.0"] == (True, False)  # enabled, active after a reboot
+    assert after["DC0_C0_H1"]["0000:5e:00.0"] == (False, False), "a NIC was switched"
+    assert "0000:5e:00.0" not in after["DC0_C0_H2"]  # not capable: stays out of the way
+
+    again = _json(_invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0",
+                               "--enable", "--json"))
+    assert all(h["switch"] == [] for h in again["hosts"]), "a second run changed something"
+
+
+@pytest.mark.simulator
+def test_reboot_needed_until_the_host_reboots(make_simulator: Callable[..., Any]) -> None:
+    sim = make_simulator(**THREE_HOSTS)
+    enable = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0",
+                          "--host", "DC0_C0_H1", "--enable", "--device", "Tesla T4")
+    assert enable.returncode == 0, enable.stderr
+    assert _offered(sim, "DC0_C0_H1") == set(), "offered to VMs before the host rebooted"
+
+    listing = _json(_invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0",
+                                 "--json"))
+    hosts = {h["name"]: h for h in listing["hosts"]}
+    (t4,) = [d for d in hosts["DC0_C0_H1"]["devices"] if d["device_hex"] == "1eb8"]
+    assert (t4["capable"], t4["enabled"], t4["active"], t4["needs_reboot"]) == (
+        True, True, False, True)
+    assert (t4["vendorId"], t4["deviceId"], t4["is_gpu"]) == (4318, 7864, True)
+    assert t4["dynamic_passthrough"] is False
+    assert hosts["DC0_C0_H1"]["needs_reboot"] is True
+    assert hosts["DC0_C0_H1"]["in_maintenance_mode"] is False
+    assert hosts["DC0_C0_H0"]["needs_reboot"] is False
+    text = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0").stdout
+    assert "[enabled, needs reboot]" in text
+    assert "1 host(s) need a reboot before passthrough changes take effect: DC0_C0_H1" in text
+
+    from ovapipe.errors import VSphereError
+
+    with pytest.raises(VSphereError, match="InvalidState"):
+        _reboot(sim, "DC0_C0_H1", maintenance=False)  # as vCenter: maintenance mode first
+    _reboot(sim, "DC0_C0_H1")
+    assert _passthru_states(sim)["DC0_C0_H1"]["0000:3b:00.0"] == (True, True)
+    assert _offered(sim, "DC0_C0_H1") == {"0000:3b:00.0"}
+    rebooted = _json(_invoke_gpus(sim.env, "--datacenter", "DC0", "--host", "DC0_C0_H1",
+                                  "--json"))
+    (host,) = rebooted["hosts"]
+    assert host["needs_reboot"] is False and host["in_maintenance_mode"] is True
+    (t4,) = [d for d in host["devices"] if d["device_hex"] == "1eb8"]
+    assert t4["active"] and t4["dynamic_passthrough"] is True
+
+
+@pytest.mark.simulator
+def test_disable(make_simulator: Callable[..., Any]) -> None:
+    sim = make_simulator(**THREE_HOSTS)
+    result = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0", "--disable",
+                          "--device", T4_HEX, "--json")
+    assert result.returncode == 0, result.stderr
+    change = _json(result)
+    hosts = {h["name"]: h for h in change["hosts"]}
+    assert hosts["DC0_C0_H0"]["outcome"] == "changed"
+    assert [h for h in hosts if hosts[h]["switch"]] == ["DC0_C0_H0"]
+    # Active until the host boots without it: still offered, so it needs a reboot.
+    assert change["reboot_needed"] == ["DC0_C0_H0"]
+    assert _passthru_states(sim)["DC0_C0_H0"]["0000:3b:00.0"] == (False, True)
+    assert _offered(sim, "DC0_C0_H0") == {"0000:3b:00.0"}
+    _reboot(sim, "DC0_C0_H0")
+    assert _passthru_states(sim)["DC0_C0_H0"]["0000:3b:00.0"] == (False, False)
+    assert _offered(sim, "DC0_C0_H0") == set()
+
+
+@pytest.mark.simulator
+def test_a_host_that_refuses_leaves_no_host_changed(make_simulator: Callable[..., Any]) -> None:
+    sim = make_simulator(**THREE_HOSTS, refuse_passthru="DC0_C0_H2")
+    before = _passthru_states(sim)
+    result = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0", "--enable")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "DC0_C0_H1 (not in maintenance mode):\n  enabled, then rolled back" in result.stdout
+    assert "failed to enable 0000:3b:00.0" in result.stdout
+    assert "DC0_C0_H2 refused the passthrough change" in result.stdout
+    assert "the change failed on DC0_C0_H2; rolled back: DC0_C0_H1" in result.stdout
+    assert "reboot needed" not in result.stdout
+    assert _passthru_states(sim) == before
+
+
+@pytest.mark.simulator
+def test_an_incapable_device_blocks_every_host(make_simulator: Callable[..., Any]) -> None:
+    sim = make_simulator(**{**THREE_HOSTS, "gpus": [*THREE_HOSTS["gpus"], "DC0_C0_H0=10de:20b5"]})
+    before = _passthru_states(sim)
+    result = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0", "--disable",
+                          "--device", "10de:20b5")
+    assert result.returncode == 1, result.stderr
+    assert ("! cannot change: 0000:5e:00.0 NVIDIA Corporation GA100 [A100 PCIe 80GB] "
+            "(10de:20b5): the host reports it as not passthrough-capable") in result.stdout
+    assert "nothing changed: 1 host(s) cannot take the change: DC0_C0_H2" in result.stdout
+    assert _passthru_states(sim) == before
+    # Without --device the incapable A100 is left alone, and said so as H0's can be switched.
+    every_gpu = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0",
+                             "--disable", "--dry-run")
+    assert every_gpu.returncode == 0, every_gpu.stderr
+    h2 = every_gpu.stdout.split("DC0_C0_H2 (")[1]
+    assert ("left alone: 0000:5e:00.0 NVIDIA Corporation GA100 [A100 PCIe 80GB] (10de:20b5): "
+            "the host reports it as not passthrough-capable") in h2
+    assert "would disable 0000:5e:00.0" in every_gpu.stdout  # H0's A100, found at the same bus
+
+
+@pytest.mark.simulator
+def test_enable_usage_errors(simulator: Any) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return _invoke_gpus(simulator.env, "--datacenter", "DC0", *args)
+
+    for args, message in (
+        (("--enable", "--disable"), "--enable and --disable exclude each other"),
+        (("--device", T4_HEX), "--device and --dry-run need --enable or --disable"),
+        (("--enable", "--host", "nope*"), "--host 'nope*' matches no host in datacenter DC0"),
+        (("--enable", "--device", "10de:20b5"), "no GPU matching '10de:20b5' on the hosts"),
+        (("--enable", "--device", "zz:1"), "zz"),
+    ):
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_interrupt_mid_way_rolls_back_changed_hosts() -> None:
+    from ovapipe.vsphere.passthru import (
+        CHANGED,
+        PLANNED,
+        ROLLED_BACK,
+        HostChange,
+        PassthruChange,
+        apply_passthru,
+    )
+
+    (t4,) = host_devices([FakePassthru(T4.id, True, False, False)], [T4], None)
+    calls: list[tuple[str, bool]] = []
+
+    class System:
+        def __init__(self, name: str, interrupt: bool) -> None:
+            self.name, self.interrupt = name, interrupt
+
+        def UpdatePassthruConfig(self, config: Any) -> None:
+            calls.append((self.name, config[0].passthruEnabled))
+            if self.interrupt and len(calls) == 2:
+                raise KeyboardInterrupt
+
+    hosts = [HostChange(name, None, System(name, name == "H1"), False, switch=[t4],
+                        outcome=PLANNED) for name in ("H0", "H1", "H2")]
+    change = PassthruChange(True, "cluster C0", None, False, hosts)
+    with pytest.raises(KeyboardInterrupt):
+        apply_passthru(object(), change, "DC0", "C0", None)
+    # H1's call may have landed before the interrupt: it is switched back too; H2 untouched.
+    assert calls == [("H0", True), ("H1", True), ("H1", False), ("H0", False)]
+    assert [h.outcome for h in hosts] == [ROLLED_BACK, ROLLED_BACK, PLANNED]
+    assert CHANGED not in {h.outcome for h in hosts}

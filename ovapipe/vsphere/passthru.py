@@ -68,6 +68,7 @@ class HostChange:
             "switch": [brief(d) for d in self.switch],
             "unchanged": [brief(d) for d in self.unchanged],
             "after": [brief(d) for d in self.after],
+            "not_capable": [brief(d) for d in self.incapable],
             "left_alone": self.left_alone,
             "problems": self.problems,
         }
