@@ -230,23 +230,36 @@ def pci_id(c: Context, value):
         "machine": "worker (default), control-plane, or a VSphereMachineTemplate name",
         "hardware_version": "hardwareVersion to set (default vmx-17)",
         "mmio_gb": "64-bit MMIO size in GB for GPUs not in the table",
+        "cluster": "warn unless each --gpu is passthrough-active on a host of this cluster",
+        "datacenter": "the datacenter of --cluster",
+        "insecure": "with --cluster: skip certificate verification (warns)",
     },
     iterable=["gpu"],
 )
 def cluster_template(c: Context, in_=None, out=None, publish_record=None, template=None, gpu=None,
-                     machine="worker", hardware_version="vmx-17", mmio_gb=None):
+                     machine="worker", hardware_version="vmx-17", mmio_gb=None, cluster=None,
+                     datacenter=None, insecure=False):
     """Write or patch CAPV VSphereMachineTemplates with the template and GPUs."""
     with exits():
         import sys
         from pathlib import Path
 
         from ovapipe.clustertemplate import ClusterTemplateRequest, run
+        from ovapipe.errors import ConfigError
+
+        if bool(cluster) != bool(datacenter):
+            raise ConfigError("--cluster and --datacenter go together")
 
         result = run(ClusterTemplateRequest(
             in_path=Path(in_) if in_ else None, out_path=Path(out) if out else None,
             publish_record=Path(publish_record) if publish_record else None, template=template,
             gpus=gpu or [], machine=machine, hardware_version=hardware_version, mmio_gb=mmio_gb,
         ))
+        if cluster:
+            from ovapipe.vsphere.gpu_check import cluster_gpu_warnings
+
+            result.warnings += cluster_gpu_warnings(datacenter, cluster, gpu or [],
+                                                    insecure=insecure)
         print("\n".join(result.messages()), file=sys.stderr)
         if out is None:
             print(result.text, end="")

@@ -335,6 +335,7 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
         with session(connection) as service:
             inventory = list_gpus(service, datacenter, request.cluster)
         found["groups"] = [g for g in inventory.summary if g.enabled]
+        found["inventory"] = inventory
         text = "; ".join(g.render() for g in found["groups"])
         return {"_message": text or "no passthrough GPUs enabled"}
 
@@ -353,6 +354,11 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
                                                          gpus=gpus))
         for message in result.messages():
             log.write(f"{message}\n")
+        from ovapipe.vsphere.gpu_check import inactive_gpu_warnings
+
+        chosen = [g.pci_id for g in found.get("groups", [])[:1]]
+        for warning in inactive_gpu_warnings(found.get("inventory"), chosen):
+            log.write(f"warning: {warning}\n")
         from ovapipe.clustertemplate import CUDA_TEST_POD, GPU_OPERATOR_SCRIPT
 
         extras = {name: str(out.parent / name) for name in (GPU_OPERATOR_SCRIPT, CUDA_TEST_POD)

@@ -445,3 +445,53 @@ def test_interrupt_mid_way_rolls_back_changed_hosts() -> None:
     assert calls == [("H0", True), ("H1", True), ("H1", False), ("H0", False)]
     assert [h.outcome for h in hosts] == [ROLLED_BACK, ROLLED_BACK, PLANNED]
     assert CHANGED not in {h.outcome for h in hosts}
+
+
+# --------------------------------------------------------------------------- template warning
+
+def _template_warnings(env: dict[str, str], *gpus: str) -> subprocess.CompletedProcess[str]:
+    gpu_flags = [flag for gpu in gpus for flag in ("--gpu", gpu)]
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "cluster-template", "--template", "node-image",
+         *gpu_flags, "--datacenter", "DC0", "--cluster", "DC0_C0"], cwd=REPO_ROOT,
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.simulator
+def test_cluster_template_warns_when_no_host_has_the_gpu_active(
+    make_simulator: Callable[..., Any],
+) -> None:
+    sim = make_simulator(default_gpu=False, gpus=[
+        "DC0_C0_H0=10de:1eb8:enabled", "DC0_C0_H1=10de:1eb8:disabled",
+        "DC0_C0_H1=10de:20b5:disabled", "DC0_C0_H2=8086:a780",
+    ])
+    result = _template_warnings(sim.env, "10de:1eb8", "10de:20b5x2", "8086:a780", "10de:2236")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: GPU")]
+    assert warnings == [
+        "warning: GPU 10de:1eb8 (vendorId 4318, deviceId 7864) is not active on any host of "
+        "cluster DC0_C0: enabled but not active until the host reboots (maintenance mode, then "
+        "reboot): DC0_C0_H0; machines asking for it will not power on",
+        "warning: GPU 10de:20b5 (vendorId 4318, deviceId 8373) is not active on any host of "
+        "cluster DC0_C0: passthrough is off on every host; `invoke gpus --enable --device "
+        "10de:20b5 --datacenter DC0 --cluster DC0_C0`; machines asking for it will not power on",
+        "warning: GPU 10de:2236 (vendorId 4318, deviceId 8758) is not active on any host of "
+        "cluster DC0_C0: no host has it as a passthrough-capable device; machines asking for "
+        "it will not power on",
+    ]
+    assert "kind: VSphereMachineTemplate" in result.stdout  # a warning, not a refusal
+
+    _reboot(sim, "DC0_C0_H0")
+    after = _template_warnings(sim.env, "10de:1eb8")
+    assert after.returncode == 0, after.stderr
+    assert "warning: GPU" not in after.stderr
+
+
+def test_cluster_template_cluster_needs_datacenter() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "cluster-template", "--template", "t", "--gpu",
+         "10de:1eb8", "--cluster", "C0"], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "--cluster and --datacenter go together" in result.stderr
