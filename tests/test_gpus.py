@@ -414,6 +414,35 @@ def test_enable_usage_errors(simulator: Any) -> None:
         assert message in result.stderr and "Traceback" not in result.stderr
 
 
+
+@pytest.mark.simulator
+def test_sigterm_after_the_first_host_rolls_it_back(make_simulator: Callable[..., Any]) -> None:
+    sim = make_simulator(**THREE_HOSTS)
+    before = _passthru_states(sim)
+    result = _invoke_gpus({**sim.env, "OVAPIPE_FAULT": "gpus.after-host=term"},
+                          "--datacenter", "DC0", "--cluster", "DC0_C0", "--enable")
+    assert result.returncode == 130, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "interrupted" in result.stderr
+    assert _passthru_states(sim) == before
+
+
+@pytest.mark.simulator
+def test_a_killed_run_is_finished_by_the_next(make_simulator: Callable[..., Any]) -> None:
+    sim = make_simulator(**THREE_HOSTS)
+    killed = _invoke_gpus({**sim.env, "OVAPIPE_FAULT": "gpus.after-host=kill"},
+                          "--datacenter", "DC0", "--cluster", "DC0_C0", "--enable")
+    assert killed.returncode == -9
+    half = _passthru_states(sim)
+    assert half["DC0_C0_H1"]["0000:3b:00.0"] == (True, False)  # a real crash: no roll-back
+    assert half["DC0_C0_H2"]["0000:3b:00.0"] == (False, False)
+    again = _json(_invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0",
+                               "--enable", "--json"))
+    hosts = {h["name"]: h for h in again["hosts"]}
+    assert [d["address"] for d in hosts["DC0_C0_H1"]["unchanged"]] == ["0000:3b:00.0"]
+    assert hosts["DC0_C0_H2"]["outcome"] == "changed"
+    assert again["reboot_needed"] == ["DC0_C0_H1", "DC0_C0_H2"]
+
+
 def test_interrupt_mid_way_rolls_back_changed_hosts() -> None:
     from ovapipe.vsphere.passthru import (
         CHANGED,

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from ovapipe.errors import ConfigError
+from ovapipe.faults import checkpoint
 from ovapipe.pci import PciId, resolve
+from ovapipe.steps import sigterm_as_interrupt
 from ovapipe.vsphere.gpu_records import PassthroughDevice
 from ovapipe.vsphere.gpus import find_hosts, host_devices
 from ovapipe.vsphere.tasks import fault_message
@@ -269,23 +271,25 @@ def apply_passthru(service: Any, change: PassthruChange, datacenter: str, cluste
             ])
         return change
     done: list[HostChange] = []
-    try:
-        for host in (h for h in change.hosts if h.switch):
-            done.append(host)  # before the call: an interrupted call may still have landed
-            try:
-                _update(host, change.enable)
-            except (vmodl.MethodFault, OSError) as exc:
-                host.outcome, host.error = FAILED, _message(exc)
-                done.pop()  # ESXi applies a request whole or not at all
-                for later in change.hosts:
-                    if later.outcome == PLANNED:
-                        later.outcome = NOT_STARTED
-                _roll_back(done, change.enable)
-                break
-            host.outcome = CHANGED
-    except BaseException:  # Ctrl-C or SIGTERM mid-way: leave no host half-done
-        _roll_back(done, change.enable)
-        raise
+    with sigterm_as_interrupt():  # a CI cancel rolls back like Ctrl-C
+        try:
+            for host in (h for h in change.hosts if h.switch):
+                done.append(host)  # before the call: an interrupted call may still have landed
+                try:
+                    _update(host, change.enable)
+                except (vmodl.MethodFault, OSError) as exc:
+                    host.outcome, host.error = FAILED, _message(exc)
+                    done.pop()  # ESXi applies a request whole or not at all
+                    for later in change.hosts:
+                        if later.outcome == PLANNED:
+                            later.outcome = NOT_STARTED
+                    _roll_back(done, change.enable)
+                    break
+                host.outcome = CHANGED
+                checkpoint("gpus.after-host")
+        except BaseException:  # Ctrl-C or SIGTERM mid-way: leave no host half-done
+            _roll_back(done, change.enable)
+            raise
     _read_back(service, change, datacenter, cluster, host_glob)
     return change
 
