@@ -323,8 +323,14 @@ def test_reboot_needed_until_the_host_reboots(make_simulator: Callable[..., Any]
     assert hosts["DC0_C0_H1"]["needs_reboot"] is True
     assert hosts["DC0_C0_H1"]["in_maintenance_mode"] is False
     assert hosts["DC0_C0_H0"]["needs_reboot"] is False
+    (a100,) = [d for d in hosts["DC0_C0_H2"]["devices"] if d["device_hex"] == "20b5"]
+    assert (a100["capable"], a100["enabled"], a100["active"]) == (False, False, False)
+    (nic,) = [d for d in hosts["DC0_C0_H1"]["devices"] if d["device_hex"] == "1572"]
+    assert nic["capable"] and not nic["is_gpu"]
+    assert "20b5" not in {group["pci_id"][5:] for group in listing["summary"]}
     text = _invoke_gpus(sim.env, "--datacenter", "DC0", "--cluster", "DC0_C0").stdout
     assert "[enabled, needs reboot]" in text
+    assert "GA100 [A100 PCIe 80GB]  [GPU, not passthrough-capable]" in text
     assert "1 host(s) need a reboot before passthrough changes take effect: DC0_C0_H1" in text
 
     from ovapipe.errors import VSphereError

@@ -22,7 +22,7 @@ def inactive_gpu_warnings(inventory: GpuInventory | None, wanted: Iterable[PciId
         f"datacenter {inventory.datacenter}")
     warnings = []
     for pci_id in dict.fromkeys(wanted):
-        found = [(host.name, d) for host in inventory.hosts for d in host.devices
+        found = [(host.name, d) for host in inventory.hosts for d in host.capable
                  if d.pci_id == pci_id]
         if any(device.active for _, device in found):
             continue

@@ -57,6 +57,10 @@ class HostGpus:
     def needs_reboot(self) -> bool:
         return any(device.needs_reboot for device in self.devices)
 
+    @property
+    def capable(self) -> list[PassthroughDevice]:
+        return [device for device in self.devices if device.capable]
+
 
 @dataclass(frozen=True)
 class GpuGroup:
@@ -90,7 +94,7 @@ class GpuInventory:
         groups: dict[PciId, list[PassthroughDevice]] = {}
         hosts_by_id: dict[PciId, set[str]] = {}
         for host in self.hosts:
-            for device in host.devices:
+            for device in host.capable:
                 groups.setdefault(device.pci_id, []).append(device)
                 hosts_by_id.setdefault(device.pci_id, set()).add(host.name)
         return [
@@ -150,7 +154,7 @@ class GpuInventory:
             state = ", maintenance mode" if host.in_maintenance else ""
             lines.append(f"{host.name} ({host.compute_resource}, {esxi}{state})")
             lines.extend(f"  ! {note}" for note in host.notes)
-            if not host.devices:
+            if not host.capable:
                 lines.append("  no passthrough-capable devices")
             for d in host.devices:
                 flags = ", ".join(
@@ -159,7 +163,7 @@ class GpuInventory:
                         ("needs reboot", d.needs_reboot),
                         ("dynamic", bool(d.dynamic_passthrough)),
                     ) if on
-                ) or "not enabled"
+                ) or ("not enabled" if d.capable else "GPU, not passthrough-capable")
                 lines.append(
                     f"  {d.address}  {d.vendor_hex}:{d.device_hex}  vendorId {d.vendorId:<5} "
                     f"deviceId {d.deviceId:<5}  {d.name}  [{flags}]"

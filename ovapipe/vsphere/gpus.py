@@ -89,7 +89,8 @@ def host_devices(
             enabled=bool(info.passthruEnabled),
             active=bool(info.passthruActive),
             needs_reboot=bool(info.passthruEnabled) != bool(info.passthruActive),
-            dynamic_passthrough=None if dynamic is None else pci_id in dynamic,
+            dynamic_passthrough=None if dynamic is None else (
+                bool(info.passthruCapable) and pci_id in dynamic),
         ))
     return sorted(devices, key=lambda d: d.address)
 
@@ -171,7 +172,12 @@ def read_host(host: inventory.Found, compute: inventory.Found | None) -> HostGpu
             )
         except OSError as exc:
             raise VSphereError(f"QueryConfigTarget on {host.name}: {exc}") from None
-    entry.devices = host_devices(passthru, host.get("hardware.pciDevice") or [], dynamic)
+    # Every passthrough-capable device, and the GPUs that are not (to say so).
+    entry.devices = [
+        d for d in host_devices(passthru, host.get("hardware.pciDevice") or [], dynamic,
+                                capable_only=False)
+        if d.capable or d.is_gpu
+    ]
     return entry
 
 
