@@ -5,8 +5,17 @@ from __future__ import annotations
 import re
 from typing import Final
 
-# Virtual hardware version -> the first ESXi release that can run it (VMware KB 2007240).
+# Virtual hardware version -> the ESXi release that introduced it (VMware KB 1003746, "ESXi/ESX
+# hosts and compatible virtual machine hardware versions", and the vSphere "virtual machine
+# compatibility" tables; vmx-22 came with ESX 9.0). Versions missing here (1-3, 5, 6, 12, 16)
+# were created only by Workstation/Fusion/Server, never by an ESXi host.
 VMX_MIN_ESXI: Final[dict[int, str]] = {
+    4: "3.5",
+    7: "4.0",
+    8: "5.0",
+    9: "5.1",
+    10: "5.5",
+    11: "6.0",
     13: "6.5",
     14: "6.7",
     15: "6.7U2",
@@ -15,7 +24,10 @@ VMX_MIN_ESXI: Final[dict[int, str]] = {
     19: "7.0U2",
     20: "8.0",
     21: "8.0U2",
+    22: "9.0",
 }
+# Every version an ESXi release creates, oldest first (vars' schema enum, --min-vmx).
+ESXI_VMX_VERSIONS: Final = tuple(sorted(VMX_MIN_ESXI))
 
 # Dynamic DirectPath I/O (CAPV's pciDevices) needs vmx-17, i.e. ESXi/vSphere 7.0.
 GPU_MIN_VMX: Final = 17
@@ -51,6 +63,17 @@ def parse_vmx(value: str | int) -> int:
             raise ValueError(f"not a hardware version: {value!r} (expected vmx-NN)")
     if not 1 <= number <= 99:
         raise ValueError(f"hardware version out of range: {value!r}")
+    return number
+
+
+def parse_esxi_vmx(value: str | int) -> int:
+    """parse_vmx, but only a version some ESXi release creates (usage input: vars, --min-vmx)."""
+    number = parse_vmx(value)
+    if number not in VMX_MIN_ESXI:
+        raise ValueError(
+            f"vmx-{number} is not a hardware version any ESXi release creates "
+            f"(ESXi creates {', '.join(vmx_name(v) for v in ESXI_VMX_VERSIONS)})"
+        )
     return number
 
 

@@ -199,7 +199,7 @@ def coerce(raw: str, schema: Mapping[str, Any], key: str = "") -> Any:
     kind = schema.get("type", "string")
     text = raw.strip()
     if key == "vmx_version" and text.lower().startswith("vmx-"):
-        return hardware.parse_vmx(text)
+        return hardware.parse_esxi_vmx(text)
     if kind == "integer":
         try:
             return int(text, 10)
@@ -248,7 +248,7 @@ def load_schema() -> dict[str, Any]:
     """vars/schema.json with the firmware names and oldest vmx filled in from ovapipe.hardware."""
     schema: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     schema["properties"]["firmware"]["enum"] = list(hardware.FIRMWARES)
-    schema["properties"]["vmx_version"]["minimum"] = min(hardware.VMX_MIN_ESXI)
+    schema["properties"]["vmx_version"]["enum"] = list(hardware.ESXI_VMX_VERSIONS)
     return schema
 
 

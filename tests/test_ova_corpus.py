@@ -461,6 +461,9 @@ def test_unopenable_is_config_error(tmp_path: Path) -> None:
         validate_ova(tmp_path / "absent.ova", firmware="uefi")
     with pytest.raises(ConfigError, match="--min-vmx"):
         validate_ova(tmp_path / "absent.ova", min_vmx="seventeen")
+    # issue 17: a version no ESXi release creates was accepted as --min-vmx
+    with pytest.raises(ConfigError, match="--min-vmx: vmx-99 is not a hardware version any ESXi"):
+        validate_ova(tmp_path / "absent.ova", min_vmx=99)
 
 
 # ---- the command line: exit codes, JSON, no tracebacks --------------------------------------

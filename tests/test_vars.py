@@ -116,13 +116,14 @@ def test_schema_errors_name_key_layer_and_expectation_all_at_once(tmp_path: Path
     ]
 
 
-def test_oldest_vmx_comes_from_hardware_module() -> None:
-    assert load_schema()["properties"]["vmx_version"]["minimum"] == min(hardware.VMX_MIN_ESXI)
-    with pytest.raises(ConfigError) as excinfo:
-        resolve("ubuntu-2004-efi", sets=["vmx_version=12"], env=ENV)
-    assert problems(excinfo) == [
-        "vmx_version (from --set): got 12; expected an integer from 13 to 99",
-    ]
+def test_vmx_versions_come_from_hardware_module() -> None:
+    assert load_schema()["properties"]["vmx_version"]["enum"] == list(hardware.ESXI_VMX_VERSIONS)
+    expected = " or ".join(str(v) for v in hardware.ESXI_VMX_VERSIONS)
+    # issue 17: vmx 99 (and 12, which only Workstation creates) were accepted
+    for number in (12, 99):
+        with pytest.raises(ConfigError) as excinfo:
+            resolve("ubuntu-2004-efi", sets=[f"vmx_version={number}"], env=ENV)
+        assert problems(excinfo) == [f"vmx_version (from --set): got {number}; expected {expected}"]
 
 
 def test_firmware_enum_comes_from_hardware_module(tmp_path: Path) -> None:
@@ -342,4 +343,8 @@ def test_coerce_array_forms(items: list[str]) -> None:
 
 @given(st.integers(min_value=1, max_value=99))
 def test_coerce_vmx_names(number: int) -> None:
-    assert coerce(f"vmx-{number}", {"type": "integer"}, "vmx_version") == number
+    if number in hardware.VMX_MIN_ESXI:
+        assert coerce(f"vmx-{number}", {"type": "integer"}, "vmx_version") == number
+    else:
+        with pytest.raises(ValueError, match="not a hardware version any ESXi release creates"):
+            coerce(f"vmx-{number}", {"type": "integer"}, "vmx_version")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ovapipe.errors import ConfigError
-from ovapipe.hardware import FIRMWARES, parse_vmx
+from ovapipe.hardware import FIRMWARES, parse_esxi_vmx
 
 
 def gate_arguments(min_vmx: str | int, firmware: str) -> int:
@@ -12,7 +12,7 @@ def gate_arguments(min_vmx: str | int, firmware: str) -> int:
     Returns the required vmx number; ConfigError (exit 2) otherwise.
     """
     try:
-        required = parse_vmx(min_vmx)
+        required = parse_esxi_vmx(min_vmx)
     except ValueError as exc:
         raise ConfigError(f"--min-vmx: {exc}") from None
     if firmware not in FIRMWARES:

@@ -18,6 +18,12 @@ import (
 // ovapipeVMXMinESXi mirrors VMX_MIN_ESXI in ovapipe/hardware.py (the one table);
 // tests/test_simulator.py checks that the two agree via --print-hardware-table.
 var ovapipeVMXMinESXi = map[int]string{
+	4:  "3.5",
+	7:  "4.0",
+	8:  "5.0",
+	9:  "5.1",
+	10: "5.5",
+	11: "6.0",
 	13: "6.5",
 	14: "6.7",
 	15: "6.7U2",
@@ -26,6 +32,7 @@ var ovapipeVMXMinESXi = map[int]string{
 	19: "7.0U2",
 	20: "8.0",
 	21: "8.0U2",
+	22: "9.0",
 }
 
 // OvapipeHardwareTableJSON is the table as {"13": "6.5", ...}.
