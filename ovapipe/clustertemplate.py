@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ovapipe import capv
+from ovapipe.bounded import load_json
 from ovapipe.capv import GpuRequest, MmioPlan, plan_mmio
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.files import read_input_text, write_text
@@ -63,7 +64,7 @@ class PublishRecord:
 def read_publish_record(path: Path) -> PublishRecord:
     text_of_record = read_input_text(path, f"--publish-record {path}")
     try:
-        raw = json.loads(text_of_record)
+        raw = load_json(text_of_record, f"--publish-record {path}")
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--publish-record {path}: not JSON ({exc})") from None
     if not isinstance(raw, dict):

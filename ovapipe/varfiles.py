@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ovapipe import config, hardware
+from ovapipe import bounded, config, hardware
 from ovapipe.errors import ConfigError
 from ovapipe.files import read_input_text, write_json
 from ovapipe.paths import REPO_ROOT, VARS_DIR
@@ -123,7 +123,7 @@ def load_layer(path: Path, name: str | None = None) -> Layer:
         return seen
 
     try:
-        data = json.loads(text, object_pairs_hook=no_duplicates)
+        data = bounded.load_json(text, name, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{name}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"

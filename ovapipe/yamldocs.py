@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ovapipe.bounded import check_yaml, load_yaml
 from ovapipe.errors import ConfigError
 
 # A document separator is '---' at column 0 (block scalar content is always indented).
@@ -53,13 +54,7 @@ def join_documents(documents: list[YamlDocument]) -> str:
 
 
 def load_safe(document: YamlDocument, where: str) -> Any:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        return YAML(typ="safe", pure=True).load(document.body)
-    except YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    return load_yaml(document.body, where)
 
 
 class RoundTrip:
@@ -68,6 +63,7 @@ class RoundTrip:
     def __init__(self, body: str, where: str) -> None:
         from ruamel.yaml.error import YAMLError
 
+        check_yaml(body, where)
         self.where = where
         self.original = body
         self.exact = False

@@ -36,9 +36,9 @@ def crd_text() -> str:
 @functools.lru_cache(maxsize=1)
 def schemas() -> dict[str, dict[str, Any]]:
     """apiVersion -> OpenAPI v3 schema (strict: unknown fields rejected)."""
-    from ruamel.yaml import YAML
+    from ovapipe.bounded import load_yaml
 
-    crd = YAML(typ="safe").load(crd_text())
+    crd = load_yaml(crd_text(), CRD_RESOURCE)
     group = crd["spec"]["group"]
     return {
         f"{group}/{version['name']}": _strict(version["schema"]["openAPIV3Schema"])
