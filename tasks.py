@@ -214,8 +214,12 @@ def gpus(c: Context, datacenter, cluster=None, host=None, enable=False, disable=
 def pci_id(c: Context, value):
     """Convert a PCI vendor:device (hex or name) to CAPV's decimal pciDevices entry."""
     with exits():
-        from ovapipe.capv import describe_pci_id
+        import sys
 
+        from ovapipe.capv import describe_pci_id, pci_id_warnings
+
+        for warning in pci_id_warnings(value):
+            print(f"warning: {warning}", file=sys.stderr)
         print(describe_pci_id(value))
 
 

@@ -12,7 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ovapipe.pci import PciId, PciName, resolve
+from ovapipe.pci import (
+    PciId,
+    PciName,
+    database,
+    decimal_reading,
+    looks_like_hex_pair,
+    parse_hex_pair,
+    resolve,
+)
 
 API_GROUP: Final = "infrastructure.cluster.x-k8s.io"
 API_V1BETA1: Final = f"{API_GROUP}/v1beta1"
@@ -221,11 +229,27 @@ def pci_devices_snippet(pci_id: PciId, indent: str = "") -> str:
     )
 
 
+def pci_id_warnings(value: str) -> list[str]:
+    """What ``invoke pci-id VALUE`` should warn about (a decimal pair read as hex)."""
+    if not looks_like_hex_pair(value):
+        return []
+    as_hex = parse_hex_pair(value)
+    if as_hex in MMIO_GB_BY_DEVICE:
+        return []
+    warning = decimal_reading(value, as_hex, database())
+    return [warning] if warning else []
+
+
 def describe_pci_id(value: str) -> str:
     """``invoke pci-id``: decimal and hex IDs, the name, the pciDevices snippet, MMIO need."""
     found = resolve(value)
     pci_id = found.pci_id if isinstance(found, PciName) else found
-    name = found.label if isinstance(found, PciName) else "(not in pci.ids)"
+    if isinstance(found, PciName):
+        name = found.label
+    else:
+        name = "(name unknown: not in pci.ids)" if database().path else (
+            "(name unknown: no pci.ids found)"
+        )
     need = MMIO_GB_BY_DEVICE.get(pci_id)
     if need is None:
         mmio = "not in ovapipe's MMIO table (cluster-template adds no MMIO keys without --mmio-gb)"

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from ovapipe.errors import ConfigError
 
-# Debian package `pci.ids` (the PCI ID Project's database, pci-ids.ucw.cz).
+# The PCI ID Project's database (pci-ids.ucw.cz): Debian's `pci.ids` package puts it in
+# /usr/share/misc, Fedora/RHEL/Arch (hwdata) in /usr/share/hwdata. Only names need it.
+PCI_IDS_ENV: Final = "OVAPIPE_PCI_IDS"
 PCI_IDS_PATH: Final = Path("/usr/share/misc/pci.ids")
+PCI_IDS_CANDIDATES: Final = (
+    PCI_IDS_PATH,
+    Path("/usr/share/hwdata/pci.ids"),
+    Path("/usr/share/pci.ids"),
+    Path("/usr/local/share/pci.ids"),
+    Path("/usr/local/share/hwdata/pci.ids"),
+)
 PCI_ID_MAX: Final = 0xFFFF
 
 _HEX = r"[0-9a-fA-F]"
@@ -110,8 +121,8 @@ class PciDatabase:
     skipped: the names of a vendor:device pair are all ovapipe needs.
     """
 
-    def __init__(self, path: Path = PCI_IDS_PATH) -> None:
-        self.path = path
+    def __init__(self, path: Path | None = PCI_IDS_PATH) -> None:
+        self.path = path  # None: no database on this machine, every name is unknown
         self._vendors: dict[int, str] | None = None
         self._devices: dict[PciId, str] = {}
 
@@ -121,6 +132,9 @@ class PciDatabase:
         vendors: dict[int, str] = {}
         devices: dict[PciId, str] = {}
         vendor: int | None = None
+        if self.path is None:
+            self._vendors = vendors
+            return vendors
         try:
             handle = self.path.open(encoding="utf-8", errors="replace")
         except OSError as exc:
@@ -170,6 +184,12 @@ class PciDatabase:
         'TU104GL [Tesla T4]') wins over substring matches. 'NVIDIA Tesla T4' narrows the
         search to vendors whose name starts with 'NVIDIA'.
         """
+        if self.path is None:
+            raise ConfigError(
+                f"{text!r}: looking up a device by name needs the PCI ID database, and none was "
+                f"found (looked in {', '.join(str(p) for p in PCI_IDS_CANDIDATES)}; install "
+                f"pci.ids or hwdata, or set {PCI_IDS_ENV}); hex IDs such as 10de:1eb8 need none"
+            )
         vendors = self._load()
         query = " ".join(text.split()).casefold()
         if not query:
@@ -213,10 +233,47 @@ def _marketing_names(folded_name: str) -> set[str]:
     return names
 
 
+def find_pci_ids(env: Mapping[str, str] | None = None) -> Path | None:
+    """$OVAPIPE_PCI_IDS, else the first pci.ids in the usual places, else None."""
+    env = os.environ if env is None else env
+    chosen = env.get(PCI_IDS_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"{PCI_IDS_ENV}={chosen}: no such file (expected a pci.ids file)")
+        return path
+    return next((path for path in PCI_IDS_CANDIDATES if path.is_file()), None)
+
+
 @functools.lru_cache(maxsize=4)
-def database(path: Path = PCI_IDS_PATH) -> PciDatabase:
-    """One parsed database per path for the whole process."""
+def _database_at(path: Path | None) -> PciDatabase:
     return PciDatabase(path)
+
+
+def database(path: Path | None = None) -> PciDatabase:
+    """One parsed database per path for the whole process (found by find_pci_ids)."""
+    return _database_at(path or find_pci_ids())
+
+
+def decimal_reading(text: str, as_hex: PciId, db: PciDatabase) -> str | None:
+    """A warning when '4318:7864' (CAPV's decimals pasted back) was read as an unknown hex pair."""
+    halves = [half.strip() for half in text.strip().split(":")]
+    if len(halves) != 2 or not all(half.isdigit() for half in halves):
+        return None
+    if db.name(as_hex) is not None:
+        return None
+    vendor, device = (int(half, 10) for half in halves)
+    if vendor > PCI_ID_MAX or device > PCI_ID_MAX:
+        return None
+    decimal = PciId(vendor, device)
+    named = db.name(decimal)
+    label = f" ({named.label})" if named else ""
+    return (
+        f"{text.strip()!r} was read as hex {as_hex.hex}, which "
+        f"{'pci.ids does not know' if db.path else 'has no name (no pci.ids found)'}; "
+        f"if these are decimals (as in CAPV's vendorId/deviceId), the hex ID is "
+        f"{decimal.hex}{label}"
+    )
 
 
 MAX_CANDIDATES_SHOWN: Final = 12

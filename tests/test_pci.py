@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ovapipe.capv import pci_device_entry
+from ovapipe import pci
+from ovapipe.capv import describe_pci_id, pci_device_entry, pci_id_warnings
 from ovapipe.errors import ConfigError
 from ovapipe.paths import REPO_ROOT
 from ovapipe.pci import (
@@ -147,6 +148,54 @@ def test_missing_database(tmp_path: Path) -> None:
         resolve("Tesla T4", PciDatabase(tmp_path / "nope.ids"))
 
 
+def _no_system_pci_ids(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(pci, "PCI_IDS_CANDIDATES", (tmp_path / "misc" / "pci.ids",))
+    monkeypatch.delenv(pci.PCI_IDS_ENV, raising=False)
+
+
+def test_hex_ids_need_no_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Measured: pci-id 10de:1eb8 failed when /usr/share/misc/pci.ids was missing."""
+    _no_system_pci_ids(monkeypatch, tmp_path)
+    assert pci.find_pci_ids() is None
+    assert resolve("10de:1eb8") == PciId(0x10DE, 0x1EB8)
+    text = describe_pci_id("10de:1eb8")
+    assert "(name unknown: no pci.ids found)" in text and "vendorId: 4318" in text
+    with pytest.raises(ConfigError, match=f"none was found.*set {pci.PCI_IDS_ENV}"):
+        resolve("Tesla T4")
+
+
+def test_database_in_hwdata_and_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hwdata = tmp_path / "hwdata" / "pci.ids"
+    hwdata.parent.mkdir()
+    hwdata.write_text(FIXTURE_IDS)
+    monkeypatch.setattr(pci, "PCI_IDS_CANDIDATES", (tmp_path / "misc" / "pci.ids", hwdata))
+    monkeypatch.delenv(pci.PCI_IDS_ENV, raising=False)
+    assert pci.find_pci_ids() == hwdata
+    mine = tmp_path / "mine.ids"
+    mine.write_text(FIXTURE_IDS)
+    assert pci.find_pci_ids({pci.PCI_IDS_ENV: str(mine)}) == mine
+    with pytest.raises(ConfigError, match=f"{pci.PCI_IDS_ENV}=.*no such file"):
+        pci.find_pci_ids({pci.PCI_IDS_ENV: str(tmp_path / "absent")})
+
+
+def test_decimal_pair_read_as_hex_is_warned_about() -> None:
+    """Measured: `pci-id 4318:7864` (CAPV's decimals pasted back) was silently read as hex."""
+    (warning,) = pci_id_warnings("4318:7864")
+    assert "read as hex 4318:7864" in warning
+    assert "the hex ID is 10de:1eb8 (NVIDIA Corporation TU104GL [Tesla T4])" in warning
+    assert pci_id_warnings("10de:1eb8") == []
+    assert pci_id_warnings("1234:abcd") == []  # not both decimal
+
+
+@given(st.integers(0, 9999), st.integers(0, 9999))
+def test_decimal_reading_shows_the_decimal_pair(vendor: int, device: int) -> None:
+    text = f"{vendor}:{device}"
+    warning = pci.decimal_reading(text, parse_hex_pair(text), PciDatabase(None))
+    assert warning is not None and PciId(vendor, device).hex in warning
+
+
 def test_system_database() -> None:
     t4 = resolve("Tesla T4")
     assert isinstance(t4, PciName) and pci_device_entry(t4.pci_id) == {
@@ -169,6 +218,20 @@ def test_invoke_pci_id() -> None:
     assert "vendorId: 4318  (0x10de)" in result.stdout
     assert "deviceId: 7864  (0x1eb8)" in result.stdout
     assert "pciDevices:\n- deviceId: 7864\n  vendorId: 4318" in result.stdout
+    decimal = _invoke("pci-id", "4318:7864")
+    assert decimal.returncode == 0
+    assert "warning: '4318:7864' was read as hex" in decimal.stderr
     bad = _invoke("pci-id", "10de:zzzz")
     assert bad.returncode == 2
     assert "not hexadecimal" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_gpus_names_without_a_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Measured: `gpus` failed when /usr/share/misc/pci.ids was missing."""
+    from types import SimpleNamespace
+
+    from ovapipe.vsphere.gpus import _device_name
+
+    _no_system_pci_ids(monkeypatch, tmp_path)
+    device = SimpleNamespace(vendorName="", deviceName="")
+    assert _device_name(device, PciId(0x10DE, 0x1EB8)) == ("", "none")
