@@ -133,6 +133,31 @@ def _read_exact(handle: BinaryIO, offset: int, length: int, file_size: int, what
     return data
 
 
+# Magic numbers of the compressors an OVA is sometimes (wrongly) passed through.
+COMPRESSION_MAGIC: Final = (
+    (b"\x1f\x8b", "gzip", "gunzip -c"),
+    (b"\xfd7zXZ\x00", "xz", "xz -dc"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "zstd -dc"),
+    (b"BZh", "bzip2", "bunzip2 -c"),
+)
+
+
+def compressed_as(head: bytes) -> str | None:
+    """'gzip-compressed (...)' when ``head`` starts like a compressed stream, else None."""
+    for magic, name, command in COMPRESSION_MAGIC:
+        if head.startswith(magic):
+            return (
+                f"the file is {name}-compressed, not a tar archive: an OVA is an uncompressed "
+                f"tar (decompress it first, e.g. {command} FILE > NAME.ova)"
+            )
+    return None
+
+
+def _not_tar(handle: BinaryIO, fallback: str) -> _ScanStop:
+    handle.seek(0)
+    return _ScanStop("unreadable", compressed_as(handle.read(8)) or fallback)
+
+
 def scan_tar(handle: BinaryIO) -> TarScan:
     """Walk the headers of a tar file without reading member data."""
     handle.seek(0, os.SEEK_END)
@@ -143,7 +168,7 @@ def scan_tar(handle: BinaryIO) -> TarScan:
     pending_size: int | None = None
     try:
         if file_size < BLOCK:
-            raise _ScanStop("unreadable", f"{file_size} bytes: too short to be a tar archive")
+            raise _not_tar(handle, f"{file_size} bytes: too short to be a tar archive")
         while True:
             if position == file_size:
                 break  # no end-of-archive blocks: tolerated, as GNU tar does
@@ -151,8 +176,9 @@ def scan_tar(handle: BinaryIO) -> TarScan:
             if header == bytes(BLOCK):
                 break
             if not _checksum_ok(header, position):
-                raise _ScanStop(
-                    "unreadable", f"no valid tar header at offset {position} (checksum mismatch)"
+                mismatch = f"no valid tar header at offset {position} (checksum mismatch)"
+                raise _not_tar(handle, mismatch) if position == 0 else _ScanStop(
+                    "unreadable", mismatch
                 )
             typeflag = header[156:157]
             size = _number(header[124:136], "size", position)
