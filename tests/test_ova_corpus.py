@@ -182,6 +182,10 @@ def _flip_last_hex(manifest: bytes, _disk: bytes) -> bytes:
 
 CORPUS: dict[str, tuple[Build, set[str]]] = {
     "truncated tar": (_truncated, {"archive.truncated"}),
+    "encoding not read": (
+        _with_ovf(lambda t: t.replace("encoding='utf-8'", "encoding='EBCDIC-US'", 1)),
+        {"descriptor.encoding"},
+    ),
     "random bytes": (_random, {"archive.unreadable"}),
     "empty file": (_empty, {"archive.unreadable"}),
     "path traversal": (

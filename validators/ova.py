@@ -26,6 +26,7 @@ from ovapipe.hardware import (
 )
 from ovapipe.ova.archive import Member, TarScan, is_safe_member_name
 from ovapipe.ova.descriptor import Descriptor, check_consistency
+from ovapipe.ova.descriptor_check import lowest_type_reason
 from ovapipe.ova.manifest import ManifestEntry
 from ovapipe.ova.reader import (
     MemberWindow,
@@ -58,6 +59,7 @@ RULES: Final[dict[str, tuple[str, str]]] = {
     "archive.unreferenced": (WARNING, "a member the descriptor does not reference"),
     "descriptor.unsafe-xml": (ERROR, "DTD, entity declarations or external references"),
     "descriptor.invalid": (ERROR, "not an OVF descriptor vCenter can read"),
+    "descriptor.encoding": (ERROR, "bytes not in the encoding the XML declares, or one not read"),
     "descriptor.inconsistent": (ERROR, "References, DiskSection and hardware Items disagree"),
     "manifest.missing": (WARNING, "no manifest: nothing proves the files are intact"),
     "manifest.invalid": (ERROR, "a manifest line that is not ALGORITHM(file)= hex"),
@@ -213,6 +215,10 @@ class _Validation:
                 f"{' names no vmx-NN version' if descriptor.vmx_text else ''}; at least "
                 f"{vmx_name(self.min_vmx)} is required ({describe_vmx_need(self.min_vmx)})",
             )
+        elif descriptor.vmx < self.min_vmx and len(descriptor.vmx_types) > 1:
+            self.error("hardware.vmx-too-old", f"{ovf_name}: {lowest_type_reason(descriptor)}; "
+                       f"at least {vmx_name(self.min_vmx)} is required "
+                       f"({describe_vmx_need(self.min_vmx)})")
         elif descriptor.vmx < self.min_vmx:
             runs_on = min_esxi_for(descriptor.vmx)
             self.error(

@@ -25,6 +25,7 @@ from ovapipe.errors import CheckFailed, ConfigError, Interrupted, OvapipeError, 
 from ovapipe.files import sha256_file, write_json
 from ovapipe.hardware import FIRMWARE_EFI, GPU_MIN_VMX
 from ovapipe.ova.archive import Member
+from ovapipe.ova.descriptor_read import descriptor_text
 from ovapipe.ova.reader import OvaIndex, read_ova
 from ovapipe.paths import OUTPUT_DIR
 from ovapipe.progress import Progress
@@ -120,7 +121,7 @@ def check_ova(path: Path, *, min_vmx: int, firmware: str, name: str | None) -> C
             raise CheckFailed(f"{path}: {index.descriptor_member.name} does not match its "
                               f"{expected.algorithm} in the manifest; the OVA is corrupt")
     template_name = name or path.name.removesuffix(".ova")
-    return CheckedOva(index, descriptor.decode("utf-8"), template_name, sidecar_sha256(path))
+    return CheckedOva(index, descriptor_text(descriptor), template_name, sidecar_sha256(path))
 
 
 class InFlightImports:
