@@ -58,18 +58,40 @@ class MachineRole:
 
     template_name: str  # as clusterctl's default flavor names it, after the cluster
     referrer_kind: str  # the object that references the template, if it has another name
-    referrer_path: tuple[str, ...]  # where in that object the reference sits
+    referrer_kinds: frozenset[str]  # every kind whose references give a machine this role
+    class_section: str  # where in a ClusterClass's spec the role's references sit
 
 
 MACHINE_ROLES: Final[Mapping[str, MachineRole]] = {
     MACHINE_WORKER: MachineRole(
         "${CLUSTER_NAME}-worker", "MachineDeployment",
-        ("spec", "template", "spec", "infrastructureRef"),
+        frozenset({"MachineDeployment", "MachineSet", "MachinePool"}), "workers",
     ),
     MACHINE_CONTROL_PLANE: MachineRole(
-        "${CLUSTER_NAME}", "KubeadmControlPlane", ("spec", "machineTemplate", "infrastructureRef"),
+        "${CLUSTER_NAME}", "KubeadmControlPlane",
+        frozenset({"KubeadmControlPlane", "KubeadmControlPlaneTemplate"}), "controlPlane",
     ),
 }
+KIND_CLUSTER_CLASS: Final = "ClusterClass"
+# A worker split off a template the control plane shares: NAME + this suffix.
+GPU_WORKER_SUFFIX: Final = "-gpu-worker"
+
+
+def role_of_reference(kind: object, path: Sequence[str | int]) -> str | None:
+    """The role a reference to a VSphereMachineTemplate gives it, from where it sits.
+
+    MachineDeployment ``spec.template.spec.infrastructureRef``; KubeadmControlPlane
+    ``spec.machineTemplate.infrastructureRef`` (v1beta1) or ``...machineTemplate.spec...``
+    (v1beta2); ClusterClass ``spec.controlPlane.machineInfrastructure`` and
+    ``spec.workers.machineDeployments[]`` (``ref`` in v1beta1, ``templateRef`` in v1beta2).
+    """
+    for name, role in MACHINE_ROLES.items():
+        if kind in role.referrer_kinds:
+            return name
+        if kind == KIND_CLUSTER_CLASS and len(path) > 1 and path[1] == role.class_section:
+            return name
+    return None
+
 
 # CAPV webhook (internal/webhooks/vspheremachinetemplate.go), not in the CRD schema.
 HARDWARE_VERSION_RULE: Final = "^vmx-[1-9][0-9]?$"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
@@ -27,6 +27,11 @@ CRD_RESOURCE: Final = "data/capv/infrastructure.cluster.x-k8s.io_vspheremachinet
 PLACEHOLDER_RE: Final = re.compile(
     r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?[=-](?P<default>[^}]*))?\}$"
 )
+# A placeholder anywhere in a string ("${CLUSTER_NAME}-worker"): clusterctl fills it in later,
+# so rules about the string's form cannot judge it.
+PLACEHOLDER_ANYWHERE_RE: Final = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[=-][^}]*)?\}")
+FORM_RULES: Final = frozenset({"pattern", "format", "minLength", "maxLength"})
+SchemaPath = tuple[str | int, ...]
 
 
 def crd_text() -> str:
@@ -188,8 +193,21 @@ def _path(parts: Any) -> str:
     return text or "(document)"
 
 
-def validate_machine_template(document: Mapping[str, Any], where: str) -> CapvCheck:
-    """Schema of the declared apiVersion + CAPV webhook rules + GPU rules for one document."""
+def _under(path: SchemaPath, prefixes: Sequence[SchemaPath]) -> bool:
+    return any(tuple(path[: len(prefix)]) == prefix for prefix in prefixes)
+
+
+def validate_machine_template(
+    document: Mapping[str, Any], where: str, owned: Sequence[SchemaPath] | None = None,
+    strict: Sequence[SchemaPath] | None = None,
+) -> CapvCheck:
+    """Schema of the declared apiVersion + CAPV webhook rules + GPU rules for one document.
+
+    ``owned``: the paths the caller wrote; schema errors elsewhere were in its input and are
+    warnings (capv.schema-input). None: the whole document is the caller's. ``${VAR}``
+    placeholders are opaque to pattern, format and length rules except under ``strict``
+    (default: ``owned``).
+    """
     from jsonschema import Draft7Validator
 
     report = Report(path=where)
@@ -206,9 +224,21 @@ def validate_machine_template(document: Mapping[str, Any], where: str) -> CapvCh
         return check
     typed = _substitute(document, schema, "", check.substitutions)
     validator = Draft7Validator(schema)
-    for error in sorted(validator.iter_errors(typed), key=lambda e: list(e.absolute_path)):
-        report.error("capv.schema", f"{_path(error.absolute_path)}: {error.message} "
-                                    f"({api_version} CRD schema)")
+    for error in sorted(validator.iter_errors(typed), key=lambda e: str(list(e.absolute_path))):
+        path = tuple(error.absolute_path)
+        ours = owned is None or _under(path, owned)
+        if (
+            not _under(path, (owned or ()) if strict is None else strict)
+            and error.validator in FORM_RULES
+            and isinstance(error.instance, str)
+            and PLACEHOLDER_ANYWHERE_RE.search(error.instance)
+        ):
+            continue
+        message = f"{_path(path)}: {error.message} ({api_version} CRD schema)"
+        if ours:
+            report.error("capv.schema", message)
+        else:
+            report.warning("capv.schema-input", f"{message}; in the input already, left as it is")
     # As written: sizing advice never judges a placeholder's sample.
     spec = capv.mapping_at(document, capv.SPEC_PATH) or {}
     _webhook_rules(spec, report)
