@@ -54,6 +54,52 @@ class SimulatorOptions:
     strict_vmx: bool = False  # refuse CreateVM_Task/ImportVApp of a vmx the hosts cannot run
     refuse_passthru: str | None = None  # host name glob whose UpdatePassthruConfig fails
 
+    def problems(self) -> list[str]:
+        """Every flag problem, found before anything is created (folders, processes)."""
+        from ovapipe.hardware import esxi_key
+        from ovapipe.pci import parse_hex_pair
+
+        found: list[str] = []
+        keys = {}
+        for flag, version in (("--vc-version", self.vc_version),
+                              ("--esx-version", self.esx_version)):
+            try:
+                keys[flag] = esxi_key(version)
+            except ValueError as exc:
+                found.append(f"{flag}: {exc} (expected e.g. 7.0.3)")
+        if len(keys) == 2 and keys["--vc-version"] < keys["--esx-version"]:
+            found.append(f"--vc-version {self.vc_version} is older than --esx-version "
+                         f"{self.esx_version}: vCenter cannot manage newer hosts")
+        for gpu in self.gpus:
+            glob, sep, pair = gpu.partition("=")
+            if not sep or not glob:
+                found.append(f"--gpu {gpu!r}: expected HOST_GLOB=VENDOR:DEVICE, e.g. "
+                             "'DC0_C0_H*=10de:1eb8'")
+                continue
+            try:
+                parse_hex_pair(pair)
+            except ConfigError as exc:
+                found.append(f"--gpu {exc.message}")
+        if not 0 <= self.port <= 65535:
+            found.append(f"--port {self.port}: expected 0 (a free port) to 65535")
+        if not 0 <= self.installer_seconds <= 86400:
+            found.append(f"--installer-seconds {self.installer_seconds:g}: expected 0 to 86400")
+        if self.installer_vm is not None and self.installer_disk is None:
+            found.append("--installer-vm needs --installer-disk (simulator: installer_vm needs "
+                         "installer_disk)")
+        if self.installer_disk is not None:
+            if self.installer_vm is None:
+                found.append("--installer-disk needs --installer-vm (the VM name glob whose "
+                             "power-on writes it)")
+            if not Path(self.installer_disk).is_file():
+                found.append(f"--installer-disk {self.installer_disk}: no such file")
+        return found
+
+    def check(self) -> None:
+        found = self.problems()
+        if found:
+            raise ConfigError("; ".join(found))
+
     def argv(self) -> list[str]:
         args = ["--vc-version", self.vc_version, "--esx-version", self.esx_version]
         for gpu in self.gpus:
@@ -233,13 +279,15 @@ class Simulator:
     def start(self) -> Simulator:
         if self._process is not None:
             return self
+        self.options.check()
+        argv = self.options.argv()
         binary = self.binary or build(quiet=True)
         self._workdir = Path(tempfile.mkdtemp(prefix="ovapipe-sim-"))
         info_file = self._workdir / "info.json"
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [str(binary), *self.options.argv(), "--info-file", str(info_file)],
+                [str(binary), *argv, "--info-file", str(info_file)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -391,16 +439,21 @@ def connect_instructions(sim: Simulator) -> str:
 
 
 def serve(options: SimulatorOptions, announce: Callable[[str], object]) -> None:
-    """Run a simulator until Ctrl-C (or until it dies, which is an error)."""
-    sim = Simulator(options, binary=build())
-    with sim:
-        announce(connect_instructions(sim))
+    """Run a simulator until Ctrl-C or SIGTERM (KeyboardInterrupt: exit 130), or until it dies,
+    which is an error. Either way its folder (info.json holds the password) is removed."""
+    from ovapipe.steps import sigterm_as_interrupt
+
+    options.check()
+    with sigterm_as_interrupt():
+        sim = Simulator(options, binary=build())
         try:
-            while sim.running:
-                time.sleep(0.2)
+            with sim:
+                announce(connect_instructions(sim))
+                while sim.running:
+                    time.sleep(0.2)
         except KeyboardInterrupt:
             announce("stopping the simulator")
-            return
+            raise
     raise VSphereError(f"the simulator exited by itself:\n{sim.log_text().strip()}")
 
 

@@ -6,7 +6,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/vmware/govmomi/simulator"
@@ -44,8 +47,37 @@ func main() {
 		fmt.Println(simulator.OvapipeHardwareTableJSON())
 		return
 	}
+	if err := checkFlags(opts); err != nil {
+		fmt.Fprintf(os.Stderr, "ovapipe-vcsim: %s\n", err)
+		os.Exit(2)
+	}
 	if err := simulator.OvapipeRun(opts); err != nil {
 		fmt.Fprintf(os.Stderr, "ovapipe-vcsim: %s\n", err)
 		os.Exit(2)
 	}
+}
+
+// checkFlags refuses what would otherwise panic deep in the simulator (a port out of range or
+// in use makes Service.NewServer panic with a Go stack) or half-start it.
+func checkFlags(opts simulator.OvapipeOptions) error {
+	if opts.Port < 0 || opts.Port > 65535 {
+		return fmt.Errorf("--port %d: expected 0 (a free port) to 65535", opts.Port)
+	}
+	if opts.Port != 0 {
+		listener, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port)))
+		if err != nil {
+			return fmt.Errorf("--port %d: cannot listen on 127.0.0.1: %s", opts.Port, err)
+		}
+		listener.Close()
+	}
+	if math.IsNaN(opts.InstallerSeconds) || math.IsInf(opts.InstallerSeconds, 0) || opts.InstallerSeconds < 0 {
+		return fmt.Errorf("--installer-seconds %v: expected a number of seconds, 0 or more", opts.InstallerSeconds)
+	}
+	if opts.InstallerDisk != "" && opts.InstallerVM == "" {
+		return fmt.Errorf("--installer-disk needs --installer-vm (the VM name glob whose power-on writes it)")
+	}
+	if opts.InstallerVM != "" && opts.InstallerDisk == "" {
+		return fmt.Errorf("--installer-vm needs --installer-disk")
+	}
+	return nil
 }
