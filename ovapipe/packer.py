@@ -220,6 +220,8 @@ def build(
                     process.wait()
                 reader.join(timeout=30)
         returncode = process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
     if interrupted:
         raise KeyboardInterrupt
     if returncode != 0:

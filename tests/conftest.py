@@ -117,3 +117,64 @@ def efi_ova(tmp_path_factory: pytest.TempPathFactory, efi_vmdk: Any, build_facts
 
 
 # ========================================================================== end OVA block
+
+
+# ================================================================== temp directory block
+# Owner: hostile-inputs part (issue 17). The session, and every subprocess it starts (through
+# TMPDIR), gets a private temporary folder; whatever is left in it at the end, apart from
+# pytest's own tmp_path folders, fails the run and is listed. The folder is then removed, so
+# the machine's /tmp (shared with other processes) is never scanned and never left dirty.
+
+_PRIVATE_TMP = pytest.StashKey[Any]()
+_PYTEST_TMP_PREFIX = "pytest-of-"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller's TMPDIR is already inherited
+    private = Path(tempfile.mkdtemp(prefix="ovapipe-tests-"))
+    config.stash[_PRIVATE_TMP] = (private, os.environ.get("TMPDIR"))
+    os.environ["TMPDIR"] = str(private)
+    tempfile.tempdir = None  # recomputed from TMPDIR on next use
+
+
+def leftovers_in(folder: Any) -> list[str]:
+    """Paths under ``folder`` the suite left behind (pytest's tmp_path folders excepted)."""
+    return sorted(
+        str(path.relative_to(folder)) for path in folder.iterdir()
+        if not path.name.startswith(_PYTEST_TMP_PREFIX)
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import os
+    import shutil
+    import tempfile
+
+    saved = session.config.stash.get(_PRIVATE_TMP, None)
+    if saved is None:
+        return
+    private, previous = saved
+    left = leftovers_in(private)
+    if previous is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = previous
+    tempfile.tempdir = None
+    shutil.rmtree(private, ignore_errors=True)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = (f"the test suite left {len(left)} item(s) in its temporary directory: "
+                   + ", ".join(left[:20]))
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ============================================================== end temp directory block

@@ -231,7 +231,7 @@ def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
             problems.append(f"{where} holds no FAT file system ({exc})")
             continue
         fat_found = True
-        fs.fat.chain = _bounded_chain(fs.fat.chain, fs.fat.entry_count)  # type: ignore[method-assign]
+        fs.fat.chain = _bounded_chain(fs.fat.chain, fs.fat.entry_count)
         loaders = _find_loaders(fs)
         if not loaders:
             problems.append(
@@ -252,7 +252,7 @@ def check_efi_boot(window: BinaryIO, disk: DiskRef, member_name: str) -> list[Fi
     label = f"boot disk '{disk.disk_id}' (member '{member_name}')"
     bounded = io.BufferedReader(BoundedReader(window), buffer_size=64 * 1024)
     try:
-        return _efi_boot_findings(bounded, label)  # type: ignore[arg-type]
+        return _efi_boot_findings(bounded, label)
     except RecursionError:
         return [Finding("disk.unreadable", ERROR, f"{label}: partition table chain loops")]
     except Exception as exc:  # dissect parses untrusted bytes; any failure is a finding
