@@ -13,7 +13,11 @@ import invoke
 from invoke import Collection
 from invoke.context import Context
 
+from ovapipe.bounded import refuse_hostile_project_config
 from ovapipe.cli import exits, number_flag
+
+# Before Invoke reads invoke.yaml (after tasks.py is imported): bounded like every input.
+refuse_hostile_project_config(__file__)
 
 # Long flags only: automatic short flags collide (-h, -m) and read ambiguously in scripts.
 task = partial(invoke.task, auto_shortflags=False)

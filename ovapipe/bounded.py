@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from ovapipe.errors import ConfigError
@@ -122,3 +123,33 @@ def load_json(
                           "(ovapipe's cap)") from None
     check_depth(value, where)
     return value
+
+
+_YAML_RISK: Final = frozenset("&*[{")
+
+
+def refuse_hostile_project_config(tasks_file: str | Path) -> None:
+    """Check the invoke.yaml/.yml/.json beside tasks.py before Invoke loads it (exit 2 if over
+    a cap).
+
+    Invoke reads these with PyYAML and deep-copies the result while merging, which expands
+    every alias; ruamel is only imported when the text has anchors, aliases or flow nesting.
+    """
+    import sys
+
+    folder = Path(tasks_file).parent
+    for name in ("invoke.yaml", "invoke.yml", "invoke.json"):
+        path = folder / name
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if not _YAML_RISK.intersection(text) and max(
+            (len(line) - len(line.lstrip(" ")) for line in text.splitlines()), default=0
+        ) < MAX_DEPTH:
+            continue
+        try:
+            check_yaml(text, str(path))
+        except ConfigError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None

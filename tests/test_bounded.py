@@ -120,3 +120,25 @@ def test_var_file_nesting_is_capped(tmp_path: Path) -> None:
     layer.write_text(json.dumps({"x": json.loads("[" * 150 + "]" * 150)}))
     with pytest.raises(ConfigError, match=r"deep\.json: nested more than"):
         load_layer(layer)
+
+
+def test_project_invoke_yaml_bomb_is_refused_before_invoke_reads_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from ovapipe.paths import REPO_ROOT
+
+    (tmp_path / "tasks.py").write_text((REPO_ROOT / "tasks.py").read_text())
+    (tmp_path / "invoke.yaml").write_text("ovapipe:\n  datacenter: DC0\n" + alias_bomb(9, 9))
+    result = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "invoke.yaml: line " in result.stderr and "aliases expand" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plain_project_invoke_yaml_is_left_to_invoke(tmp_path: Path) -> None:
+    from ovapipe.bounded import refuse_hostile_project_config
+
+    (tmp_path / "invoke.yaml").write_text("ovapipe:\n  datacenter: DC0\n  list: [a, b]\n")
+    refuse_hostile_project_config(tmp_path / "tasks.py")
