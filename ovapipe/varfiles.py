@@ -216,7 +216,7 @@ def coerce(raw: str, schema: Mapping[str, Any], key: str = "") -> Any:
     if kind == "array":
         if text.startswith("["):
             try:
-                value = json.loads(text)
+                value = bounded.load_json(text, f"--set {key or 'value'}")
             except json.JSONDecodeError as exc:
                 raise ValueError(f"expected a JSON list: {exc.msg}") from None
             if not isinstance(value, list):

@@ -142,3 +142,10 @@ def test_plain_project_invoke_yaml_is_left_to_invoke(tmp_path: Path) -> None:
 
     (tmp_path / "invoke.yaml").write_text("ovapipe:\n  datacenter: DC0\n  list: [a, b]\n")
     refuse_hostile_project_config(tmp_path / "tasks.py")
+
+
+def test_set_json_list_nesting_is_capped() -> None:
+    from ovapipe.varfiles import coerce
+
+    with pytest.raises(ConfigError, match="--set iso_paths: nested more than"):
+        coerce("[" * 100_000, {"type": "array"}, "iso_paths")
