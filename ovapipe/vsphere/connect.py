@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import http.client
 import ssl
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,16 +103,21 @@ def open_service(connection: Connection) -> Any:
             connectionPoolTimeout=-1,
         )
     except vim.fault.InvalidLogin:
-        raise ConfigError(
-            f"{connection.server}: login failed for user {connection.username!r} "
-            "(check VSPHERE_USERNAME / VSPHERE_PASSWORD)"
-        ) from None
+        pass  # below, once the traceback (which holds pyVmomi's stub) is gone
     except ssl.SSLError as exc:
         raise VSphereError(f"{connection.server}: TLS failed: {exc}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise VSphereError(f"{connection.server}: cannot connect: {exc}") from None
     except Exception as exc:
         raise VSphereError(f"{connection.server}: cannot log in: {fault_message(exc)}") from None
+    # pyVmomi drops a failed login's stub with its socket still open: close it now, quietly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    raise ConfigError(
+        f"{connection.server}: login failed for user {connection.username!r} "
+        "(check VSPHERE_USERNAME / VSPHERE_PASSWORD)"
+    )
 
 
 @contextlib.contextmanager
