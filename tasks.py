@@ -235,7 +235,9 @@ def pci_id(c: Context, value):
         "publish_record": "output/NAME/publish-DC.json from `invoke publish`",
         "template": "template name or inventory path (instead of --publish-record)",
         "gpu": "VENDOR:DEVICE[xCOUNT] in hex (repeatable)",
-        "machine": "worker (default), control-plane, or a VSphereMachineTemplate name",
+        "machine": "worker (default; a template the control plane shares is split off as "
+                   "NAME-gpu-worker), control-plane (refused if workers share its template), "
+                   "or a VSphereMachineTemplate name (patched as named)",
         "hardware_version": "hardwareVersion to set (default vmx-17)",
         "mmio_gb": "64-bit MMIO size in GB for GPUs not in the table",
         "cluster": "warn unless each --gpu is passthrough-active on a host of this cluster",
