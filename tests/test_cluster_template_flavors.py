@@ -165,3 +165,9 @@ def test_placeholder_in_a_field_ovapipe_writes_is_checked_strictly(tmp_path: Pat
     assert validate_machine_template(doc, "d", owned=[("metadata",)]).report.ok
     strict = validate_machine_template(doc, "d", owned=[pools])
     assert {f.rule for f in strict.report.errors} == {"capv.schema"}
+
+
+def test_gpu_flag_with_decimal_ids_is_warned_about() -> None:
+    result = run(ClusterTemplateRequest(in_path=FLAVORS[0], gpus=["4318:7864x2"]))
+    assert any("--gpu '4318:7864' was read as hex 4318:7864" in w and "10de:1eb8" in w
+               for w in result.warnings), result.warnings
