@@ -127,6 +127,9 @@ def efi_ova(tmp_path_factory: pytest.TempPathFactory, efi_vmdk: Any, build_facts
 
 _PRIVATE_TMP = pytest.StashKey[Any]()
 _PYTEST_TMP_PREFIX = "pytest-of-"
+# Known leftovers, reported but not yet failing the run: Packer's seed folders, which issue 17
+# point 8 (build-ova cleanup, another part) removes. Empty this when that lands.
+KNOWN_LEFTOVERS: tuple[str, ...] = ("packer_to_cdrom",)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -137,6 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return  # an xdist worker: the controller's TMPDIR is already inherited
     private = Path(tempfile.mkdtemp(prefix="ovapipe-tests-"))
+    private.chmod(0o711)  # tests that run a step as another user (nobody) must reach into it
     config.stash[_PRIVATE_TMP] = (private, os.environ.get("TMPDIR"))
     os.environ["TMPDIR"] = str(private)
     tempfile.tempdir = None  # recomputed from TMPDIR on next use
@@ -160,15 +164,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if saved is None:
         return
     private, previous = saved
-    left = leftovers_in(private)
+    everything = leftovers_in(private)
+    left = [name for name in everything if not name.startswith(KNOWN_LEFTOVERS)]
+    known = [name for name in everything if name not in left]
     if previous is None:
         os.environ.pop("TMPDIR", None)
     else:
         os.environ["TMPDIR"] = previous
     tempfile.tempdir = None
     shutil.rmtree(private, ignore_errors=True)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if known and reporter is not None:
+        reporter.write_line(f"warning: known leftovers in the temporary directory (removed): "
+                            f"{', '.join(known[:20])}", yellow=True)
     if left:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         message = (f"the test suite left {len(left)} item(s) in its temporary directory: "
                    + ", ".join(left[:20]))
         if reporter is not None:

@@ -61,6 +61,8 @@ def invoke_sim(efi_vmdk: Path) -> Iterator[dict[str, str]]:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
         reader.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def clean_env() -> dict[str, str]:

@@ -78,7 +78,11 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         super().connect()
         assert isinstance(self.sock, ssl.SSLSocket)
-        check_pinned(self.sock.getpeercert(binary_form=True), self._pin)
+        try:
+            check_pinned(self.sock.getpeercert(binary_form=True), self._pin)
+        except BaseException:
+            self.close()  # a wrong pin: nothing more goes over this socket
+            raise
 
 
 def open_service(connection: Connection) -> Any:
