@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ovapipe.clustertemplate import ClusterTemplateRequest, run
 from ovapipe.errors import ConfigError
@@ -171,3 +173,41 @@ def test_gpu_flag_with_decimal_ids_is_warned_about() -> None:
     result = run(ClusterTemplateRequest(in_path=FLAVORS[0], gpus=["4318:7864x2"]))
     assert any("--gpu '4318:7864' was read as hex 4318:7864" in w and "10de:1eb8" in w
                for w in result.warnings), result.warnings
+
+
+_VAR = st.from_regex(r"\A[A-Z_][A-Z0-9_]{0,20}\Z")
+_LABEL = st.text(st.characters(whitelist_categories=("Lu", "Ll", "Nd"),
+                               whitelist_characters="-._$", max_codepoint=0x2FF),
+                 min_size=1, max_size=24)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(variables=st.lists(_VAR, min_size=3, max_size=3), suffix=_LABEL)
+def test_placeholders_never_fail_form_rules(variables: list[str], suffix: str) -> None:
+    """Any ${VAR} (alone or inside a longer string) in fields ovapipe does not write passes."""
+    from ovapipe.validators.capv import validate_machine_template
+
+    group, kind, name = (f"${{{v}}}" for v in variables)
+    doc = {
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "VSphereMachineTemplate",
+        "metadata": {"name": "x"},
+        "spec": {"template": {"spec": {"template": "t", "network": {"devices": [
+            {"networkName": "n", "addressesFromPools": [
+                {"apiGroup": group, "kind": kind + suffix, "name": name}]}]}}}},
+    }
+    check = validate_machine_template(doc, "d", owned=[("spec", "template", "spec", "template")])
+    assert check.report.ok, check.report.render()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=_LABEL)
+def test_shared_template_of_any_name_is_split(tmp_path_factory: pytest.TempPathFactory,
+                                              name: str) -> None:
+    flavor = FLAVORS_DIR / "release-1.9" / "cluster-template-ignition.yaml"
+    renamed = tmp_path_factory.mktemp("names") / "renamed.yaml"
+    renamed.write_text(flavor.read_text().replace("'${CLUSTER_NAME}'", f"'{name}'"))
+    result = run(ClusterTemplateRequest(in_path=renamed, gpus=["10de:1eb8"]))
+    roles = references(result.text)
+    assert result.patched == [f"{name}-gpu-worker"]
+    assert roles["worker"] == [f"{name}-gpu-worker"] and name in roles["control-plane"]
+    assert "pciDevices" not in template(result.text, name)
