@@ -183,3 +183,30 @@ def test_several_types_are_judged_by_the_lowest(tmp_path: Path, efi_vmdk: Path) 
 def test_several_types_all_new_enough_pass(tmp_path: Path, efi_vmdk: Path) -> None:
     report = validate_ova(_typed_ova(tmp_path, efi_vmdk.read_bytes(), "vmx-17 vmx-20"))
     assert report.ok, report.render()
+
+
+@pytest.mark.simulator
+@pytest.mark.parametrize(("declared", "codec", "bom"),
+                         [("ISO-8859-1", "latin-1", b""), ("UTF-16", "utf-16-le", b"\xff\xfe")])
+def test_publish_imports_a_descriptor_in_its_declared_encoding(
+    tmp_path: Path, efi_vmdk: Path, simulator: object, declared: str, codec: str, bom: bytes
+) -> None:
+    import io
+
+    from ovafactory import make_ova  # type: ignore[import-not-found]
+
+    from ovapipe.progress import Progress
+    from ovapipe.vsphere.publish import PublishOptions, publish
+
+    disk = efi_vmdk.read_bytes()
+    ovf = bom + _declared(_ovf(disk, name="nöde"), declared).encode(codec)
+    path = make_ova(tmp_path / "encoded.ova", ovf, disk)
+    assert validate_ova(path).ok
+    options = PublishOptions(ova=path, datacenters=("DC0",), cluster="DC0_C0",
+                             datastore="LocalDS_0", network="VM Network",
+                             output_dir=tmp_path / "out", snapshot=False)
+    [record] = publish(options, simulator.connection,  # type: ignore[attr-defined]
+                       log=io.StringIO(),
+                       progress=lambda label, total: Progress(label, total, io.StringIO(),
+                                                              tty=False))
+    assert record["vmx"] == "vmx-17" and record["firmware"] == "efi"
