@@ -55,9 +55,11 @@ class SimulatorOptions:
     refuse_passthru: str | None = None  # host name glob whose UpdatePassthruConfig fails
 
     def problems(self) -> list[str]:
-        """Every flag problem, found before anything is created (folders, processes)."""
+        """Every flag problem, found before anything is created (folders, processes).
+
+        GPU specs are the simulator's own (it refuses bad ones with exit 2, and start() then
+        removes the folder it had made)."""
         from ovapipe.hardware import esxi_key
-        from ovapipe.pci import parse_hex_pair
 
         found: list[str] = []
         keys = {}
@@ -70,16 +72,6 @@ class SimulatorOptions:
         if len(keys) == 2 and keys["--vc-version"] < keys["--esx-version"]:
             found.append(f"--vc-version {self.vc_version} is older than --esx-version "
                          f"{self.esx_version}: vCenter cannot manage newer hosts")
-        for gpu in self.gpus:
-            glob, sep, pair = gpu.partition("=")
-            if not sep or not glob:
-                found.append(f"--gpu {gpu!r}: expected HOST_GLOB=VENDOR:DEVICE, e.g. "
-                             "'DC0_C0_H*=10de:1eb8'")
-                continue
-            try:
-                parse_hex_pair(pair)
-            except ConfigError as exc:
-                found.append(f"--gpu {exc.message}")
         if not 0 <= self.port <= 65535:
             found.append(f"--port {self.port}: expected 0 (a free port) to 65535")
         if not 0 <= self.installer_seconds <= 86400:

@@ -30,7 +30,7 @@ def _sim(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         (["--installer-vm", "build-*"], "--installer-vm needs --installer-disk"),
         (["--installer-disk", "/nonexistent.vmdk"], "--installer-disk needs --installer-vm"),
         (["--esx-version", "seven"], "--esx-version"),
-        (["--gpu", "DC0_H0"], "--gpu 'DC0_H0': expected HOST_GLOB=VENDOR:DEVICE"),
+        (["--gpu", "DC0_H0"], "expected HOST_GLOB=VENDOR:DEVICE"),
         (["--installer-seconds", "-1"], "--installer-seconds"),
     ],
 )
