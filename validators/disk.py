@@ -1,26 +1,26 @@
 """Disk checks: the VMDK is streamOptimized, and its first disk boots the way the OVF says.
 
-The boot check reads the compressed grains with dissect.hypervisor, the partition table with
-dissect.volume and the EFI System Partition with dissect.fat, all through a window on the
-member inside the OVA (nothing is extracted). Those parsers see untrusted bytes, so every read
-they make is bounded and any failure becomes a finding.
+The boot check reads the boot disk through ovapipe's own small readers: the grains it needs
+from the sparse VMDK (``ovapipe.ova.grains``), the partition table (``ovapipe.ova.partitions``)
+and the EFI System Partition's directories (``ovapipe.ova.fat``), all through positional reads
+of the member inside the OVA (nothing is extracted, the disk is never read whole). Those
+readers see untrusted bytes; every size they follow is bounded and any failure is a finding.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import struct
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Final
+from typing import BinaryIO, Final
 from uuid import UUID
 
 from ovapipe.findings import ERROR, Finding
 from ovapipe.ova.descriptor import STREAM_OPTIMIZED_FORMAT, DiskRef
+from ovapipe.ova.fat import DirEntry, FatError, FatVolume
+from ovapipe.ova.grains import GrainError, GrainReader
+from ovapipe.ova.partitions import NoPartitionTable, PartitionError, read_partition_table
 from ovapipe.ova.vmdk import (
     MAX_VMDK_CAPACITY,
-    SECTOR,
     VmdkError,
     VmdkHeader,
     read_vmdk_header,
@@ -34,51 +34,7 @@ ESP_MBR_TYPE: Final = 0xEF
 FALLBACK_LOADER: Final = "EFI/BOOT/BOOTX64.EFI"
 DISTRO_LOADER_NAMES: Final = ("shimx64.efi", "grubx64.efi", "bootx64.efi")
 PE_MACHINE_X86_64: Final = 0x8664
-MAX_GPT_ENTRIES: Final = 1024
-# Reads any parser may make through the window: a grain directory of a 62 TB disk is 8 MiB.
-MAX_SINGLE_READ: Final = 16 * 1024 * 1024
-MAX_TOTAL_READ: Final = 512 * 1024 * 1024
-
-
-class _Budget(Exception):
-    pass
-
-
-class BoundedReader(io.RawIOBase):
-    """Passes reads through, refusing single reads or totals no sane disk check needs."""
-
-    def __init__(self, inner: BinaryIO, max_read: int = MAX_SINGLE_READ,
-                 max_total: int = MAX_TOTAL_READ) -> None:
-        super().__init__()
-        self._inner = inner
-        self._max_read = max_read
-        self._left = max_total
-        self.name = getattr(inner, "name", "disk")
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._inner.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._inner.tell()
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0 or size > self._max_read:
-            raise _Budget(f"a read of {size} bytes at {self.tell()}: refusing unbounded reads")
-        self._left -= size
-        if self._left < 0:
-            raise _Budget("the disk check read more than it ever should: giving up")
-        return self._inner.read(size)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+LOADER_HEAD: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -125,18 +81,6 @@ def check_vmdk(window: BinaryIO, disk: DiskRef, member_name: str,
     return DiskCheck(findings, header)
 
 
-def _bounded_chain(original: Callable[[int], Iterator[int]], limit: int) -> Callable[..., Any]:
-    """A FAT cluster chain that stops at a cycle instead of looping forever."""
-
-    def chain(cluster: int) -> Iterator[int]:
-        for count, value in enumerate(original(cluster)):
-            if count > limit:
-                raise ValueError(f"cluster chain from {cluster} loops")
-            yield value
-
-    return chain
-
-
 def _is_x86_64_pe(head: bytes) -> str | None:
     """None when ``head`` starts an x86-64 PE image, else why not."""
     if head[:2] != b"MZ" or len(head) < 64:
@@ -150,62 +94,52 @@ def _is_x86_64_pe(head: bytes) -> str | None:
     return None
 
 
-def _find_loaders(fs: Any) -> list[tuple[str, Any]]:
+def _find_loaders(fs: FatVolume) -> list[tuple[str, DirEntry]]:
     """(path, entry) of EFI loaders: the fallback first, then \\EFI\\<vendor>\\ loaders."""
-    found: list[tuple[str, Any]] = []
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        found.append((FALLBACK_LOADER, fs.get(FALLBACK_LOADER)))
-    try:
-        efi = fs.get("EFI")
-    except (FileNotFoundError, NotADirectoryError):
+    found: list[tuple[str, DirEntry]] = []
+    fallback = fs.find(FALLBACK_LOADER)
+    if fallback is not None and not fallback.is_directory:
+        found.append((FALLBACK_LOADER, fallback))
+    efi = fs.find("EFI")
+    if efi is None or not efi.is_directory:
         return found
-    if not efi.is_directory():
-        return found
-    for vendor in efi.iterdir():
-        if not vendor.is_directory() or vendor.name in (".", "..") or vendor.name.upper() == "BOOT":
+    for vendor in fs.listdir(efi.cluster):
+        if not vendor.is_directory or vendor.matches("BOOT"):
             continue
-        for entry in vendor.iterdir():
-            if not entry.is_directory() and entry.name.lower() in DISTRO_LOADER_NAMES:
+        for entry in fs.listdir(vendor.cluster):
+            if not entry.is_directory and entry.name.lower() in DISTRO_LOADER_NAMES:
                 found.append((f"EFI/{vendor.name}/{entry.name}", entry))
     return found
 
 
-def _refuse_absurd_gpt(stream: BinaryIO) -> None:
-    """ValueError for a GPT header whose entry table no disk has, before dissect reads it."""
-    stream.seek(SECTOR)
-    header = stream.read(SECTOR)
-    if header[:8] != b"EFI PART":
-        return
-    count, entry_size = struct.unpack_from("<II", header, 80)
-    if not 128 <= entry_size <= 4096 or count > MAX_GPT_ENTRIES:
-        raise ValueError(f"GPT header claims {count} entries of {entry_size} bytes")
+class WindowFile:
+    """A window on a member (any seekable binary file) as the grain reader's positional file."""
+
+    def __init__(self, window: BinaryIO) -> None:
+        self._window = window
+        self.size = window.seek(0, 2)
+
+    def pread(self, length: int, offset: int) -> bytes:
+        self._window.seek(offset)
+        return self._window.read(max(0, min(length, self.size - offset)))
 
 
 def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
-    from dissect.fat.fat import FATFS
-    from dissect.hypervisor.disk.vmdk import VMDK
-    from dissect.volume.disk import Disk
-    from dissect.volume.exceptions import DiskError
-
     def error(rule: str, message: str) -> list[Finding]:
         return [Finding(rule, ERROR, f"{label}: {message}")]
 
-    window.seek(0)
-    stream = VMDK(window)
-    _refuse_absurd_gpt(stream)
-    stream.seek(0)
+    disk = GrainReader(WindowFile(window))
     try:
-        disk = Disk(stream)
-    except DiskError:
+        table = read_partition_table(disk.read_at)
+    except NoPartitionTable:
         return error(
             "disk.no-esp",
             "no partition table (neither GPT nor MBR): nothing an EFI firmware can boot",
         )
-    scheme = type(disk.scheme).__name__
-    if scheme == "GPT":
-        esps = [p for p in disk.partitions if p.type == ESP_GPT_TYPE]
+    if table.scheme == "GPT":
+        esps = [p for p in table.partitions if p.type == ESP_GPT_TYPE]
         if not esps:
-            bios_boot = any(p.type == BIOS_BOOT_GPT_TYPE for p in disk.partitions)
+            bios_boot = any(p.type == BIOS_BOOT_GPT_TYPE for p in table.partitions)
             return error(
                 "disk.no-esp",
                 "GPT without an EFI System Partition (type C12A7328-F81F-11D2-BA4B-"
@@ -213,25 +147,30 @@ def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
                                    "EFI descriptor" if bios_boot else ""),
             )
     else:
-        esps = [p for p in disk.partitions if p.type == ESP_MBR_TYPE]
+        esps = [p for p in table.partitions if p.type == ESP_MBR_TYPE]
         if not esps:
             return error(
                 "disk.no-esp",
-                f"{scheme} partition table without an EFI System Partition: a BIOS-only disk "
-                "under an EFI descriptor boots nothing (vCenter shows it as EFI, the firmware "
-                "finds no loader)",
+                f"{table.scheme} partition table without an EFI System Partition: a BIOS-only "
+                "disk under an EFI descriptor boots nothing (vCenter shows it as EFI, the "
+                "firmware finds no loader)",
             )
     problems: list[str] = []
     fat_found = False
     for esp in esps:
         where = f"EFI System Partition {esp.number}"
+
+        def read_esp(offset: int, length: int, base: int = esp.offset,
+                     size: int = esp.size) -> bytes:
+            length = max(0, min(length, size - offset))
+            return disk.read_at(base + offset, length)
+
         try:
-            fs = FATFS(esp.open())
-        except Exception as exc:
+            fs = FatVolume(read_esp, esp.size)
+        except FatError as exc:
             problems.append(f"{where} holds no FAT file system ({exc})")
             continue
         fat_found = True
-        fs.fat.chain = _bounded_chain(fs.fat.chain, fs.fat.entry_count)
         loaders = _find_loaders(fs)
         if not loaders:
             problems.append(
@@ -240,7 +179,7 @@ def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
             )
             continue
         for path, entry in loaders:
-            why = _is_x86_64_pe(entry.open().read(4096))
+            why = _is_x86_64_pe(fs.read_head(entry, LOADER_HEAD))
             if why is None:
                 return []
             problems.append(f"{where}: \\{path.replace('/', chr(92))} is {why}")
@@ -250,13 +189,10 @@ def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
 def check_efi_boot(window: BinaryIO, disk: DiskRef, member_name: str) -> list[Finding]:
     """The first disk of an EFI image: GPT (or MBR) with an ESP holding an x86-64 loader."""
     label = f"boot disk '{disk.disk_id}' (member '{member_name}')"
-    bounded = io.BufferedReader(BoundedReader(window), buffer_size=64 * 1024)
     try:
-        return _efi_boot_findings(bounded, label)
-    except RecursionError:
-        return [Finding("disk.unreadable", ERROR, f"{label}: partition table chain loops")]
-    except Exception as exc:  # dissect parses untrusted bytes; any failure is a finding
+        return _efi_boot_findings(window, label)
+    except (GrainError, PartitionError, FatError) as exc:
         return [Finding(
             "disk.unreadable", ERROR,
-            f"{label}: cannot read the disk's grains or partitions: {type(exc).__name__}: {exc}",
+            f"{label}: cannot read the disk's grains or partitions: {exc}",
         )]
