@@ -1,4 +1,5 @@
-"""Test disks have the real layout: checked with sgdisk/mdir on the raw image and with dissect."""
+"""Test disks have the real layout: checked with sgdisk/mdir on the raw image and with ovapipe's
+own readers (which tests/test_disk_readers.py checks against those tools)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dissect.fat.fat import FATFS
-from dissect.hypervisor.disk.vmdk import VMDK
-from dissect.volume.disk import Disk
 
 from ovapipe.errors import ConfigError
+from ovapipe.ova.fat import FatVolume
+from ovapipe.ova.grains import BytesFile, GrainReader
+from ovapipe.ova.partitions import read_partition_table
 from ovapipe.ova.vmdk import read_vmdk_header
 from ovapipe.testdisk import ESP_MIB, make_test_disk
 
@@ -46,26 +47,25 @@ def test_efi_disk_has_gpt_esp_and_root(efi_vmdk: Path, tmp_path: Path) -> None:
     assert "::/EFI/BOOT/BOOTX64.EFI" in listing.stdout
 
 
-def test_efi_disk_through_dissect(efi_vmdk: Path) -> None:
-    with efi_vmdk.open("rb") as handle:
-        disk = Disk(VMDK(handle))
-        assert type(disk.scheme).__name__ == "GPT"
-        types = [str(p.type) for p in disk.partitions]
-        assert types == [ESP_TYPE, LINUX_TYPE]
-        assert disk.partitions[0].size >= (ESP_MIB - 1) * 1024 * 1024
-        fs = FATFS(disk.partitions[0].open())
-        assert fs.type.name == "FAT32"
-        loader = fs.get("EFI/BOOT/BOOTX64.EFI").open().read(64)
-        assert loader[:2] == b"MZ"
+def test_efi_disk_through_ovapipe_readers(efi_vmdk: Path) -> None:
+    disk = GrainReader(BytesFile(efi_vmdk.read_bytes()))
+    table = read_partition_table(disk.read_at)
+    assert table.scheme == "GPT"
+    assert [str(p.type) for p in table.partitions] == [ESP_TYPE, LINUX_TYPE]
+    esp = table.partitions[0]
+    assert esp.size >= (ESP_MIB - 1) * 1024 * 1024
+    fs = FatVolume(lambda offset, length: disk.read_at(esp.offset + offset, length), esp.size)
+    assert fs.bits == 32
+    entry = fs.find("EFI/BOOT/BOOTX64.EFI")
+    assert entry is not None and fs.read_head(entry, 64)[:2] == b"MZ"
 
 
 def test_bios_disk_is_mbr_without_esp(bios_vmdk: Path, tmp_path: Path) -> None:
     with bios_vmdk.open("rb") as handle:
         assert read_vmdk_header(handle).stream_optimized
-        handle.seek(0)
-        disk = Disk(VMDK(handle))
-        assert type(disk.scheme).__name__ == "MBR"
-        assert [p.type for p in disk.partitions] == [0x83]
+    table = read_partition_table(GrainReader(BytesFile(bios_vmdk.read_bytes())).read_at)
+    assert table.scheme == "MBR"
+    assert [p.type for p in table.partitions] == [0x83]
     raw = _raw(bios_vmdk, tmp_path)
     table = subprocess.run(["sgdisk", "-p", str(raw)], capture_output=True, text=True)
     assert "MBR: MBR only" in table.stdout or "Found invalid GPT" in table.stdout

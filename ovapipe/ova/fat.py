@@ -43,12 +43,16 @@ class DirEntry:
 
 
 def _short_name(raw: bytes) -> str:
+    """NAME.EXT, lower-cased where Windows NT's case bits (byte 12) say so."""
     base = raw[:8].rstrip(b" ")
     if base[:1] == b"\x05":
         base = b"\xe5" + base[1:]
     ext = raw[8:11].rstrip(b" ")
-    text = base.decode("cp437") + ("." + ext.decode("cp437") if ext else "")
-    return text
+    if raw[12] & 0x08:
+        base = base.lower()
+    if raw[12] & 0x10:
+        ext = ext.lower()
+    return base.decode("cp437") + ("." + ext.decode("cp437") if ext else "")
 
 
 def _long_name_part(raw: bytes) -> str:
