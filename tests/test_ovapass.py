@@ -70,3 +70,114 @@ def test_closing_early_stops_the_threads(tmp_path: Path) -> None:
     one_pass.start()
     one_pass.close()
     assert not one_pass._reader.is_alive() and not one_pass._hasher.is_alive()
+
+
+# -- one read fanned out to several uploads (several datacenters) ---------------------------
+
+def _consume(one_pass: OvaPass, consumer: int, count: int, out: dict[int, list[bytes]],
+             stop_after: int | None = None) -> None:
+    got: list[bytes] = []
+    for index in range(count):
+        stream = one_pass.stream(index, consumer)
+        for number, block in enumerate(stream):
+            if stop_after is not None and number >= stop_after:
+                out[consumer] = got
+                raise RuntimeError("this datacenter's upload failed")
+            got.append(bytes(block))
+        stream.verify()
+    out[consumer] = got
+
+
+@pytest.mark.parametrize("consumers", [1, 3])
+def test_one_read_feeds_every_consumer(tmp_path: Path, consumers: int) -> None:
+    import threading
+
+    path, data, members = layout(tmp_path)
+    uploads = [(m, entry(m.name, data[m.offset:m.end])) for m in members]
+    out: dict[int, list[bytes]] = {}
+    reads: list[int] = []
+    one_pass = OvaPass(path, len(data), uploads, consumers=consumers)
+    original = one_pass._read_span
+
+    def counting(handle, start, end, member):
+        reads.append(end - start)
+        return original(handle, start, end, member)
+
+    one_pass._read_span = counting  # type: ignore[method-assign]
+    with one_pass:
+        threads = [threading.Thread(target=_consume, args=(one_pass, c, 2, out))
+                   for c in range(consumers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        digest = one_pass.finish()
+    expected = b"".join(data[m.offset:m.end] for m in members)
+    assert [b"".join(out[c]) for c in range(consumers)] == [expected] * consumers
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert sum(reads) == len(data)  # the file is read once, whatever the number of consumers
+
+
+def test_a_failed_consumer_does_not_stall_the_others(tmp_path: Path) -> None:
+    import threading
+
+    path, data, members = layout(tmp_path)
+    uploads = [(m, entry(m.name, data[m.offset:m.end])) for m in members]
+    out: dict[int, list[bytes]] = {}
+    errors: list[BaseException] = []
+
+    def run(consumer: int, stop_after: int | None) -> None:
+        try:
+            _consume(one_pass, consumer, 2, out, stop_after)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    with OvaPass(path, len(data), uploads, consumers=3) as one_pass:
+        threads = [threading.Thread(target=run, args=(0, None)),
+                   threading.Thread(target=run, args=(1, 1)),
+                   threading.Thread(target=run, args=(2, None))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads)
+        one_pass.finish()
+    expected = b"".join(data[m.offset:m.end] for m in members)
+    assert b"".join(out[0]) == b"".join(out[2]) == expected
+    assert len(errors) == 1 and len(out[1]) == 1
+
+
+def test_memory_stays_bounded_with_several_consumers(tmp_path: Path) -> None:
+    """A member of many blocks sent to 3 consumers goes through the same BUFFERS buffers."""
+    import threading
+
+    from ovapipe.vsphere.ovapass import BUFFERS
+
+    data = os.urandom(1024) + os.urandom(5 * BUFFERS * BLOCK_SIZE // 2)
+    path = tmp_path / "big.ova"
+    path.write_bytes(data)
+    member = Member("disk.vmdk", 1024, len(data) - 1024)
+    seen: list[set[int]] = [set(), set(), set()]
+    got: list[list[bytes]] = [[], [], []]
+
+    def consume(consumer: int) -> None:
+        for block in one_pass.stream(0, consumer):
+            seen[consumer].add(id(block.obj))
+            got[consumer].append(bytes(block))
+
+    with OvaPass(path, len(data), [(member, entry(member.name, data[1024:]))],
+                 consumers=3) as one_pass:
+        threads = [threading.Thread(target=consume, args=(c,)) for c in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        one_pass.finish()
+    assert all(b"".join(blocks) == data[1024:] for blocks in got)
+    assert len(set().union(*seen)) <= BUFFERS
+
+
+def test_zero_consumers_is_refused(tmp_path: Path) -> None:
+    path, data, members = layout(tmp_path)
+    with pytest.raises(ValueError, match="consumers=0"):
+        OvaPass(path, len(data), [(members[0], None)], consumers=0)

@@ -5,6 +5,12 @@ uploader (hashed first with the manifest's algorithm, so the upload can stop bef
 block on a mismatch); every block, including tar headers and the descriptor, also feeds the
 whole-file sha256 recorded on the template. Hashing runs on two threads beside the sender:
 hashlib, file reads and TLS writes all release the GIL.
+
+With ``consumers=N`` (publishing to N datacenters) the same read feeds N uploads: each block
+is read and hashed once and handed to every consumer; it returns to the pool of BUFFERS
+blocks when the last one has sent it, so memory stays bounded and the slowest upload sets
+the pace. A consumer whose upload stops early is detached (its blocks are released, later
+ones skip it), so one failed datacenter never stalls the others.
 """
 
 from __future__ import annotations
@@ -41,16 +47,20 @@ class MemberStream:
     """The blocks of one uploaded member, in order; a lease.BlockStream."""
 
     def __init__(self, owner: OvaPass, index: int, member: Member,
-                 expected: ManifestEntry | None) -> None:
+                 expected: ManifestEntry | None, consumer: int = 0,
+                 shared: MemberStream | None = None) -> None:
         self._owner = owner
         self._index = index
+        self._consumer = consumer
         self.name = member.name
         self.size = member.size
         self.expected = expected
-        self.hash = expected.new_hash() if expected else None
+        # One hash per member, updated by the reader before any consumer sees the block.
+        self.hash: hashlib._Hash | None = (
+            shared.hash if shared else expected.new_hash() if expected else None)
 
     def __iter__(self) -> Iterator[memoryview]:
-        return self._owner._blocks_of(self._index)
+        return self._owner._blocks_of(self._index, self._consumer)
 
     def verify(self) -> None:
         if self.expected is None or self.hash is None:
@@ -77,18 +87,27 @@ class OvaPass:
         uploads: Sequence[tuple[Member, ManifestEntry | None]],
         *,
         whole_file_sha256: bool = True,
+        consumers: int = 1,
     ) -> None:
+        if consumers < 1:
+            raise ValueError(f"consumers={consumers}: at least one upload reads the pass")
         self.path = path
         self.file_size = file_size
         ordered = sorted(uploads, key=lambda item: item[0].offset)
         self.streams = [MemberStream(self, i, m, e) for i, (m, e) in enumerate(ordered)]
+        self._fanned = [self.streams] + [
+            [MemberStream(self, i, m, e, c, self.streams[i]) for i, (m, e) in enumerate(ordered)]
+            for c in range(1, consumers)
+        ]
         self._members = [m for m, _ in ordered]
         self._whole = hashlib.sha256() if whole_file_sha256 else None
         self._free: queue.Queue[bytearray] = queue.Queue()
         for _ in range(BUFFERS):
             self._free.put(bytearray(BLOCK_SIZE))
         self._lock = threading.Lock()
-        self._to_send: queue.Queue[tuple[int, _Block] | BaseException] = queue.Queue()
+        self._to_send: list[queue.Queue[tuple[int, _Block] | BaseException]] = [
+            queue.Queue() for _ in range(consumers)]
+        self._detached: set[int] = set()
         self._to_hash: queue.Queue[_Block | None] = queue.Queue()
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -110,8 +129,24 @@ class OvaPass:
             if self._whole is not None:
                 self._hasher.start()
 
-    def stream(self, index: int) -> MemberStream:
-        return self.streams[index]
+    def stream(self, index: int, consumer: int = 0) -> MemberStream:
+        """Member ``index`` (in file order) as consumer ``consumer`` receives it."""
+        return self._fanned[consumer][index]
+
+    def detach(self, consumer: int) -> None:
+        """Consumer ``consumer`` takes no more blocks: release what waits for it."""
+        with self._lock:
+            if consumer in self._detached:
+                return
+            self._detached.add(consumer)
+        pending = self._to_send[consumer]
+        while True:
+            try:
+                item = pending.get_nowait()
+            except queue.Empty:
+                return
+            if not isinstance(item, BaseException):
+                self._release(item[1])
 
     # -- reader thread --------------------------------------------------------------------
     def _take_buffer(self) -> bytearray | None:
@@ -144,15 +179,21 @@ class OvaPass:
                     f"{self.path}: the file ends at {position} bytes, before "
                     f"{'member ' + stream.name if stream else 'the archive'} does"
                 )
-            users = (1 if stream else 0) + (1 if self._whole is not None else 0)
-            block = _Block(buffer, count, users)
             if stream is not None and stream.hash is not None:
-                stream.hash.update(block.view)
+                stream.hash.update(view[:count])
             position += count
+            with self._lock:
+                receivers = [c for c in range(len(self._to_send)) if c not in self._detached] \
+                    if stream is not None else []
+                users = len(receivers) + (1 if self._whole is not None else 0)
+                block = _Block(buffer, count, users)
+                # Under the lock: a consumer detaching now either gets this block (and its
+                # drain releases it) or is not among the receivers.
+                if member is not None:
+                    for consumer in receivers:
+                        self._to_send[consumer].put((member, block))
             if self._whole is not None:
                 self._to_hash.put(block)
-            if stream is not None and member is not None:
-                self._to_send.put((member, block))
             if users == 0:
                 self._free.put(buffer)
         return True
@@ -176,7 +217,8 @@ class OvaPass:
                     return
         except BaseException as exc:
             self._error = exc
-            self._to_send.put(exc)
+            for pending in self._to_send:
+                pending.put(exc)
         finally:
             self._to_hash.put(None)
 
@@ -191,21 +233,29 @@ class OvaPass:
             self._release(block)
 
     # -- consumer side ----------------------------------------------------------------------
-    def _blocks_of(self, index: int) -> Iterator[memoryview]:
+    def _blocks_of(self, index: int, consumer: int = 0) -> Iterator[memoryview]:
         self.start()
         left = self.streams[index].size
-        while left > 0:
-            item = self._to_send.get()
-            if isinstance(item, BaseException):
-                raise item
-            member, block = item
-            if member != index:
-                raise RuntimeError(f"OvaPass: members must be sent in file order ({index})")
-            left -= block.count
-            try:
-                yield block.view
-            finally:
-                self._release(block)
+        pending = self._to_send[consumer]
+        finished = False
+        try:
+            while left > 0:
+                item = pending.get()
+                if isinstance(item, BaseException):
+                    raise item
+                member, block = item
+                if member != index:
+                    self._release(block)
+                    raise RuntimeError(f"OvaPass: members must be sent in file order ({index})")
+                left -= block.count
+                try:
+                    yield block.view
+                finally:
+                    self._release(block)
+            finished = True
+        finally:
+            if not finished:
+                self.detach(consumer)
 
     def finish(self) -> str | None:
         """After the uploads: read to the end of the file; the whole file's sha256 (hex)."""
