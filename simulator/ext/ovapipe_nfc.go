@@ -141,7 +141,7 @@ func ovapipeReceive(w http.ResponseWriter, r *http.Request, file string) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	n, err := io.CopyBuffer(f, r.Body, make([]byte, ovapipeCopyBuffer))
+	n, err := ovapipeCopyFull(f, r.Body, make([]byte, ovapipeCopyBuffer))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -152,6 +152,35 @@ func ovapipeReceive(w http.ResponseWriter, r *http.Request, file string) {
 	}
 	log.Printf("nfc %s %s: stored %d bytes", r.Method, file, n)
 	w.WriteHeader(http.StatusOK)
+}
+
+// ovapipeCopyFull copies src to dst in writes of len(buf) bytes. io.CopyBuffer would not:
+// *os.File implements ReaderFrom, whose generic path copies through 32 KiB, and a TLS body
+// returns one 16 KiB record per Read, so each record would become its own write(2).
+func ovapipeCopyFull(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+	var written int64
+	for {
+		filled := 0
+		var rerr error
+		for filled < len(buf) && rerr == nil {
+			var n int
+			n, rerr = src.Read(buf[filled:])
+			filled += n
+		}
+		if filled > 0 {
+			m, werr := dst.Write(buf[:filled])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if rerr == io.EOF {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
 }
 
 func ovapipeSend(w http.ResponseWriter, r *http.Request, file string) {
