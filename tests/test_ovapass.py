@@ -10,7 +10,8 @@ import pytest
 
 from ovapipe.ova.archive import Member
 from ovapipe.ova.manifest import ManifestEntry
-from ovapipe.vsphere.lease import BLOCK_SIZE, DigestMismatch
+from ovapipe.vsphere.lease import DigestMismatch
+from ovapipe.vsphere.ovapass import READ_BLOCK as BLOCK_SIZE
 from ovapipe.vsphere.ovapass import OvaPass
 
 
