@@ -188,3 +188,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 # ============================================================== end temp directory block
+
+
+# ====================================================================== test lanes block
+# Owner: test speed. Markers follow what a test uses, so a new test is in the right lane
+# without remembering to mark it:
+#   simulator  the test (or a fixture it uses) starts or talks to the govmomi simulator
+#   faults     tests/test_faults_*.py: the fault-injection lane
+# `./run tests -m "not simulator"` is the fast lane (docs/CONTRIBUTING.md).
+
+_SIMULATOR_FIXTURES = frozenset({"simulator_binary", "make_simulator", "simulator", "sim_session"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & _SIMULATOR_FIXTURES:
+            item.add_marker(pytest.mark.simulator)
+        if item.path.name.startswith("test_faults_"):
+            item.add_marker(pytest.mark.faults)
+
+
+# ================================================================== end test lanes block

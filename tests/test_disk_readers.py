@@ -110,7 +110,7 @@ def test_mbr_matches_sfdisk_layout(bios_vmdk: Path) -> None:
 
 
 def test_efi_check_reads_a_small_part_of_the_disk(tmp_path: Path) -> None:
-    disk = make_test_disk("efi", tmp_path / "big.vmdk", 200, fill_random=True)
+    disk = make_test_disk("efi", tmp_path / "big.vmdk", 96, fill_random=True)
     reader, source = _reader(disk)
     table = read_partition_table(reader.read_at)
     esp = table.partitions[0]
