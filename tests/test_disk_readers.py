@@ -295,3 +295,24 @@ def test_vmdk_from_raw_fat16_esp(tmp_path: Path) -> None:
     assert fs.bits == 16
     found = fs.find("efi/boot/bootx64.efi")
     assert found is not None and fs.read_head(found, 2) == b"MZ"
+
+
+@settings(max_examples=100, deadline=None)
+@given(garbage=st.binary(min_size=0, max_size=64 * 1024), grain=st.sampled_from([8, 128, 2048]))
+def test_efi_check_on_garbage_behind_a_sparse_header(garbage: bytes, grain: int) -> None:
+    """Any bytes behind a plausible header give one clear finding, never an exception."""
+    import io
+
+    from ovapipe.validators.disk import check_efi_boot
+
+    from ovapipe.ova.descriptor import DiskRef
+
+    header = struct.pack("<4sIIQQQQIQQQB4sH", b"KDMV", 3, 0x30003, 1 << 21, grain, 1, 20,
+                         512, 21, 2, 128, 0, b"\n \r\n", 1).ljust(SECTOR, b"\0")
+    window = io.BytesIO(header + garbage)
+    findings = check_efi_boot(window, DiskRef("vmdisk1", "file1", 1 << 30, None),
+                              "disk.vmdk")
+    assert len(findings) == 1
+    assert findings[0].rule in {"disk.unreadable", "disk.no-esp", "disk.esp-not-fat",
+                                "disk.no-efi-loader"}
+    assert findings[0].message.startswith("boot disk 'vmdisk1' (member 'disk.vmdk'): ")
