@@ -182,3 +182,21 @@ def test_zero_consumers_is_refused(tmp_path: Path) -> None:
     path, data, members = layout(tmp_path)
     with pytest.raises(ValueError, match="consumers=0"):
         OvaPass(path, len(data), [(members[0], None)], consumers=0)
+
+
+def test_a_consumer_that_never_reads_can_detach(tmp_path: Path) -> None:
+    """A datacenter that has nothing to upload (unchanged, or failed before its import) detaches
+    up front; the other consumer still gets every block, beyond the buffer pool's size."""
+    from ovapipe.vsphere.ovapass import BUFFERS
+
+    data = os.urandom(512) + os.urandom(2 * BUFFERS * BLOCK_SIZE)
+    path = tmp_path / "big.ova"
+    path.write_bytes(data)
+    member = Member("disk.vmdk", 512, len(data) - 512)
+    with OvaPass(path, len(data), [(member, entry(member.name, data[512:]))],
+                 consumers=2) as one_pass:
+        one_pass.detach(1)
+        stream = one_pass.stream(0, 0)
+        assert b"".join(bytes(b) for b in stream) == data[512:]
+        stream.verify()
+        assert one_pass.finish() == hashlib.sha256(data).hexdigest()

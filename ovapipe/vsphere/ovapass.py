@@ -10,7 +10,9 @@ With ``consumers=N`` (publishing to N datacenters) the same read feeds N uploads
 is read and hashed once and handed to every consumer; it returns to the pool of BUFFERS
 blocks when the last one has sent it, so memory stays bounded and the slowest upload sets
 the pace. A consumer whose upload stops early is detached (its blocks are released, later
-ones skip it), so one failed datacenter never stalls the others.
+ones skip it), so one failed datacenter never stalls the others. A consumer that will not
+read at all (its datacenter has nothing to upload) must call ``detach`` before the others
+fill the pool, or they wait for it.
 """
 
 from __future__ import annotations
