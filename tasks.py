@@ -137,12 +137,12 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
         )
         records = publish_ova(options, connection_from_env(insecure=insecure))
     if json:
-        print(json_module.dumps(records, indent=2))
+        print(json_module.dumps([r.as_dict() for r in records], indent=2))
     else:
         for record in records:
-            print(f"{record['datacenter']}: {record['inventory_path']} ({record['vmx']}, "
-                  f"{record['firmware']}, snapshot {record['snapshot'] or 'none'}) "
-                  f"sha256 {record['ova_sha256']}")
+            print(f"{record.datacenter}: {record.inventory_path} ({record.vmx}, "
+                  f"{record.firmware}, snapshot {record.snapshot or 'none'}) "
+                  f"sha256 {record.ova_sha256}")
 
 
 @task(

@@ -317,8 +317,8 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
                    NIGHTLY_BUILD_FACT: f"{job.name}-{job.build_id}"},
         )
         (record,) = publish(options, connection, log=log)
-        return {"template": str(record["inventory_path"]), "moref": str(record["moref"]),
-                **{k: str(record.get(k) or "none") for k in ("vmx", "firmware", "snapshot")}}
+        return {"template": record.inventory_path, "moref": record.moref,
+                **{k: str(getattr(record, k) or "none") for k in ("vmx", "firmware", "snapshot")}}
 
     def do_validate_template() -> dict[str, str]:
         from ovapipe.validators.template import validate_template

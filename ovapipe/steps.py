@@ -3,11 +3,17 @@
 Each step that creates something registers its cleanup the moment the thing exists, through
 ``Run.on_failure`` (undo when the run does not finish) or ``Run.always`` (temporary things:
 undo whatever happens, e.g. the build VM after its disks were exported).
+
+Cleanups act on identity, never on names: an undo holds the reference of the object its own
+step created and re-reads that object's run marker before acting; a step that created nothing
+registers nothing. ``in_cleanup()`` is true while cleanups run, and name lookups refuse to run
+then (``ovapipe.vsphere.template.vms_named``), so a cleanup that deletes by name fails loudly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import signal
 import sys
 import threading
@@ -19,6 +25,13 @@ from typing import Generic, TextIO, TypeVar
 from ovapipe.errors import Interrupted, OvapipeError, StepFailed
 
 S = TypeVar("S")
+
+_IN_CLEANUP: contextvars.ContextVar[bool] = contextvars.ContextVar("in_cleanup", default=False)
+
+
+def in_cleanup() -> bool:
+    """True while a run's cleanups execute (in this thread)."""
+    return _IN_CLEANUP.get()
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class Run:
             cleanup = self._cleanups.pop()
             if not (failed or cleanup.always):
                 continue
+            token = _IN_CLEANUP.set(True)
             try:
                 with _sigint_deferred():
                     cleanup.action()
@@ -75,6 +89,8 @@ class Run:
                 problem = f"cleanup '{cleanup.description}' failed: {exc}"
                 self.say(problem)
                 problems.append(problem)
+            finally:
+                _IN_CLEANUP.reset(token)
         return problems
 
 

@@ -15,7 +15,13 @@ from ovapipe.progress import human_bytes
 from ovapipe.vsphere.hostcheck import host_problems
 from ovapipe.vsphere.inventory import Found, retrieve
 from ovapipe.vsphere.placement import Placement
-from ovapipe.vsphere.template import inventory_path, record_of, vms_named
+from ovapipe.vsphere.template import (
+    SNAPSHOT_NAME,
+    inventory_path,
+    record_of,
+    snapshot_names,
+    vms_named,
+)
 
 Mode = Literal["create", "unchanged", "replace"]
 
@@ -24,6 +30,8 @@ Mode = Literal["create", "unchanged", "replace"]
 class NameDecision:
     mode: Mode
     existing: Found | None = None  # the template being kept (unchanged) or replaced
+    # "complete": the same OVA, but the template lacks the requested 'root' snapshot
+    why: str = ""
 
 
 def check_hosts(placement: Placement, vmx: int) -> list[str]:
@@ -56,27 +64,26 @@ def decide_name(
     *,
     replace: bool,
     ova_sha256: Callable[[], str],
-    ours: Callable[[], set[str]] = set,
+    snapshot: bool = True,
 ) -> tuple[NameDecision, list[str]]:
     """What to do with ``name``; problems when it cannot be used.
 
     CAPV finds templates by name, so a name must mean one template (CAPV#4128). The only
     other VMs allowed to share it are templates ovapipe published in other datacenters (the
-    same image published to several datacenters), and the VMs this same run is importing
-    into other datacenters (``ours``: their references). ``ova_sha256`` is called only when
-    a template of that name already exists in the target datacenter.
+    same image published to several datacenters). Imports run under temporary names, so a
+    half-imported VM never holds the name. ``ova_sha256`` is called only when a template of
+    that name already exists in the target datacenter (with ``replace`` it hashes the file).
     """
     from pyVmomi import vim
+
+    from ovapipe.vsphere.ownership import RunMarker, liveness
 
     everywhere = vms_named(service, name)
     # Names only: the properties of these VMs were just read for ``everywhere``.
     in_datacenter = retrieve(service, vim.VirtualMachine, ["name"], placement.datacenter.obj)
     here_ids = {vm.obj._moId for vm in in_datacenter if vm.name == name}
     here = [vm for vm in everywhere if vm.obj._moId in here_ids]
-    # Read after ``everywhere``: a sibling's VM listed there is already in ``ours``.
-    siblings = ours()
-    elsewhere = [vm for vm in everywhere
-                 if vm.obj._moId not in here_ids and vm.obj._moId not in siblings]
+    elsewhere = [vm for vm in everywhere if vm.obj._moId not in here_ids]
     problems: list[str] = []
     for vm in elsewhere:
         if not (vm.get("config.template") and record_of(vm)):
@@ -102,7 +109,17 @@ def decide_name(
             f"{where} is a VM, not a template: ovapipe does not replace VMs; choose another "
             "--name or remove the VM"
         ]
+    marker = RunMarker.parse(existing.get("config.annotation"))
+    if marker is not None:
+        alive = liveness(marker)
+        return NameDecision("create"), [
+            f"{where} is still being finished by another publish, {marker.describe()}: "
+            f"{alive.why}; wait for it to end, then publish again"
+        ]
     if record is not None and record.ova_sha256 == ova_sha256():
+        if snapshot and SNAPSHOT_NAME not in snapshot_names(existing):
+            # A template cannot take a snapshot; rebuild it and swap it in, as --replace does.
+            return NameDecision("replace", existing, "complete"), []
         return NameDecision("unchanged", existing), []
     if replace:
         return NameDecision("replace", existing), []

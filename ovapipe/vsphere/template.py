@@ -29,6 +29,7 @@ VM_PROPERTIES: Final = (
     "snapshot",
     "runtime.host",
     "runtime.powerState",
+    "config.files.vmPathName",
 )
 
 
@@ -53,6 +54,8 @@ class TemplateRecord:
         for line in (annotation or "").splitlines():
             if line.startswith(RECORD_PREFIX) and ": " in line:
                 key, value = line[len(RECORD_PREFIX):].split(": ", 1)
+                if key == "state" or key.startswith("run."):  # the run marker (ownership.py)
+                    continue
                 values[key.strip()] = value.strip()
         sha = values.pop("ova_sha256", "")
         if len(sha) != 64:
@@ -67,9 +70,16 @@ def record_of(vm: Found) -> TemplateRecord | None:
 def vms_named(service: Any, name: str, root: Any = None) -> list[Found]:
     """Every VM or template called ``name`` under ``root`` (default: the whole vCenter).
 
-    Names of all VMs are read in one call; the full properties only for the matches.
+    Names of all VMs are read in one call; the full properties only for the matches. For
+    finding, never for deleting: it refuses to run inside a cleanup (ovapipe.steps).
     """
     from pyVmomi import vim
+
+    from ovapipe.steps import in_cleanup
+
+    if in_cleanup():
+        raise RuntimeError(f"a cleanup looked up VMs by the name '{name}': cleanups must act "
+                           "on the reference of what their own step created")
 
     return [read_vm(service, vm.obj)
             for vm in retrieve(service, vim.VirtualMachine, ["name"], root) if vm.name == name]

@@ -1,0 +1,111 @@
+"""Running the steps in every datacenter: one at a time, or at most ``concurrency`` at once."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+import threading
+from typing import TextIO
+
+from ovapipe.config import Connection
+from ovapipe.errors import ConfigError, Interrupted, OvapipeError
+from ovapipe.faults import checkpoint
+from ovapipe.progress import Progress
+from ovapipe.steps import Run, Step, run_steps, sigterm_as_interrupt
+from ovapipe.vsphere.ownership import new_marker
+from ovapipe.vsphere.publish.ova import ProgressFactory, check_ova
+from ovapipe.vsphere.publish.records import PublishOptions, PublishRecord
+from ovapipe.vsphere.publish.state import DatacenterRun
+from ovapipe.vsphere.publish.steps import STEPS
+
+
+def default_progress(log: TextIO) -> ProgressFactory:
+    return lambda label, total: Progress(label, total, log)
+
+
+def _cancellable(step: Step[DatacenterRun]) -> Step[DatacenterRun]:
+    """Another datacenter's Ctrl-C stops this one at its next step (or its next block);
+    each step boundary is also the fault point ``publish.<step>.before``."""
+
+    def run(state: DatacenterRun, steps_run: Run) -> None:
+        state.check_cancel()
+        checkpoint(f"publish.{step.name}.before")
+        step.run(state, steps_run)
+
+    return Step(step.name, run)
+
+
+def publish_datacenter(state: DatacenterRun, log: TextIO) -> PublishRecord:
+    run_steps([_cancellable(step) for step in STEPS], state, run=Run(log=log))
+    checkpoint("publish.done")
+    assert state.record is not None
+    return state.record
+
+
+def publish(
+    options: PublishOptions,
+    connection: Connection,
+    *,
+    log: TextIO | None = None,
+    progress: ProgressFactory | None = None,
+) -> list[PublishRecord]:
+    """Publish to every datacenter; the handoff records in the order the datacenters were given.
+
+    Raises the failure of a datacenter (after every datacenter has finished or cleaned up);
+    datacenters that succeeded keep their template and record.
+    """
+    log = log or sys.stderr
+    progress = progress or default_progress(log)
+    if not options.datacenters:
+        raise ConfigError("no datacenter given: pass --datacenter NAME (repeatable)")
+    if len(set(options.datacenters)) != len(options.datacenters):
+        raise ConfigError("a datacenter is given twice")
+    if options.concurrency < 1:
+        raise ConfigError(f"publish_concurrency must be at least 1, not {options.concurrency}")
+    ova = check_ova(options.ova, min_vmx=options.min_vmx, firmware=options.firmware,
+                    name=options.name)
+    cancelled = threading.Event()
+    marker = new_marker(ova.name)
+    states = [DatacenterRun(dc, options, connection, ova, progress, cancelled, marker)
+              for dc in options.datacenters]
+    if len(states) == 1:
+        return [publish_datacenter(states[0], log)]
+    with sigterm_as_interrupt():
+        return _publish_concurrently(states, options.concurrency, cancelled, log)
+
+
+def _publish_concurrently(states: list[DatacenterRun], bound: int,
+                          cancelled: threading.Event, log: TextIO) -> list[PublishRecord]:
+    workers = min(bound, len(states))
+    failures: dict[str, BaseException] = {}
+    records: dict[str, PublishRecord] = {}
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="publish") as pool:
+        futures = {pool.submit(publish_datacenter, s, log): s.datacenter for s in states}
+        pending = set(futures)
+        interrupted = False
+        while pending:
+            try:
+                done, pending = concurrent.futures.wait(pending, timeout=0.2)
+            except KeyboardInterrupt:
+                interrupted = True
+                cancelled.set()
+                print("interrupt: stopping every datacenter and cleaning up...", file=log)
+                continue
+            for future in done:
+                datacenter = futures[future]
+                try:
+                    records[datacenter] = future.result()
+                except BaseException as exc:
+                    failures[datacenter] = exc
+    if interrupted:
+        raise Interrupted("interrupted; cleanups ran in every datacenter")
+    if failures:
+        published = [s.datacenter for s in states if s.datacenter in records]
+        lines = [f"{dc}: {exc}" for dc, exc in failures.items()]
+        summary = (f"published to {', '.join(published)}; " if published else "") + \
+            f"failed in {len(failures)} datacenter(s):\n" + "\n".join(lines)
+        first = next(iter(failures.values()))
+        error = OvapipeError(summary)
+        error.exit_code = first.exit_code if isinstance(first, OvapipeError) else 1
+        raise error
+    return [records[s.datacenter] for s in states]
