@@ -134,6 +134,7 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
             network=network or site.network,
             name=name, replace=replace, snapshot=not no_snapshot,
             concurrency=site.publish_concurrency, output_dir=site.output,
+            pipeline_id=site.pipeline_id,
         )
         records = publish_ova(options, connection_from_env(insecure=insecure))
     if json:
@@ -315,6 +316,7 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
             cluster=cluster or site.cluster, datastore=datastore or site.datastore,
             network=network or site.network, folder=folder or site.folder,
             concurrency=site.publish_concurrency,
+            pipeline_id=site.pipeline_id,
         ))
         print(result.summary())
         folder = result.folder or report_dir

@@ -137,6 +137,7 @@ class SiteDefaults:
     folder: str | None
     output: Path
     publish_concurrency: int
+    pipeline_id: str | None = None  # retention deletes only templates carrying it
 
 
 def site_defaults(settings: Mapping[str, Any], env: Mapping[str, str] | None = None
@@ -158,4 +159,5 @@ def site_defaults(settings: Mapping[str, Any], env: Mapping[str, str] | None = N
         folder=pick("folder", ENV_FOLDER),
         output=Path(settings.get("output") or "output"),
         publish_concurrency=concurrency,
+        pipeline_id=str(settings.get("pipeline_id") or "") or None,
     )

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -24,11 +24,9 @@ from ovapipe.errors import CheckFailed, ConfigError, OvapipeError
 from ovapipe.files import sha256_file, write_json
 from ovapipe.paths import REPO_ROOT
 from ovapipe.report import NightlyReport, StageResult
-from ovapipe.retention import NightlyTemplate, to_delete
+from ovapipe.retention import NIGHTLY_BUILD_FACT, NIGHTLY_PROFILE_FACT, apply_retention
 from ovapipe.runs import claim_report_folder, kube_image_name, run_suffix
 
-NIGHTLY_PROFILE_FACT: Final = "nightly.profile"
-NIGHTLY_BUILD_FACT: Final = "nightly.build_id"
 STATE_FILE: Final = "state.json"
 
 
@@ -47,6 +45,7 @@ class NightlyRequest:
     network: str | None = None
     folder: str | None = None
     concurrency: int = 2
+    pipeline_id: str | None = None  # invoke.yaml ovapipe.pipeline_id: retention's owner mark
 
 
 def git_commit() -> str:
@@ -312,6 +311,7 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
             ova=job.ova, datacenters=(datacenter,), cluster=request.cluster,
             datastore=request.datastore, network=request.network, folder=request.folder,
             name=job.image, concurrency=request.concurrency, output_dir=request.output_dir,
+            pipeline_id=request.pipeline_id,
             # <profile>-<build id>: sorts by time within a profile, as earlier releases' did.
             facts={NIGHTLY_PROFILE_FACT: job.name,
                    NIGHTLY_BUILD_FACT: f"{job.name}-{job.build_id}"},
@@ -367,8 +367,9 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
 
     def do_retention() -> dict[str, str]:
         with session(connection) as service:
-            deleted = apply_retention(service, datacenter, job.name, request.keep, {job.image})
-        return {"_message": f"deleted {', '.join(deleted)}" if deleted else "nothing to delete"}
+            result = apply_retention(service, datacenter, job.name, request.keep, {job.image},
+                                     request.pipeline_id, request.output_dir)
+        return {"_message": result.message()}
 
     for stage, action in (("publish", do_publish), ("validate-template", do_validate_template),
                           ("gpus", do_gpus), ("cluster-template", do_cluster_template)):
@@ -378,36 +379,3 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
                 stages.skip(later, target, f"skipped: {stage} failed")
             return
     stages.run("retention", target, do_retention)
-
-
-def nightly_templates(service: Any, datacenter: str) -> Iterator[tuple[Any, NightlyTemplate]]:
-    """Templates in ``datacenter`` that the nightly job made (by its marks in the annotation)."""
-    from pyVmomi import vim
-
-    from ovapipe.vsphere.inventory import datacenter as find_datacenter
-    from ovapipe.vsphere.inventory import retrieve
-    from ovapipe.vsphere.template import record_of
-
-    dc = find_datacenter(service, datacenter)
-    for vm in retrieve(service, vim.VirtualMachine,
-                       ["name", "config.template", "config.annotation"], dc.obj):
-        record = record_of(vm)
-        if not (vm.get("config.template") and record):
-            continue
-        profile = record.facts.get(NIGHTLY_PROFILE_FACT)
-        build_id = record.facts.get(NIGHTLY_BUILD_FACT)
-        if profile and build_id:
-            yield vm.obj, NightlyTemplate(vm.name, datacenter, profile, build_id)
-
-
-def apply_retention(service: Any, datacenter: str, profile: str, keep: int,
-                    just_published: set[str]) -> list[str]:
-    from ovapipe.vsphere.template import destroy
-
-    found = [(obj, t) for obj, t in nightly_templates(service, datacenter) if t.profile == profile]
-    by_name = {t.name: obj for obj, t in found}
-    deleted = []
-    for template in to_delete([t for _, t in found], keep, just_published):
-        destroy(by_name[template.name], template.name)
-        deleted.append(template.name)
-    return deleted

@@ -47,7 +47,7 @@ def request(tmp: Path, *, keep: int = 1, sets: tuple[str, ...] = (), resume: boo
     return NightlyRequest(profiles=(PROFILE,), datacenters=("DC0",), keep=keep,
                           report_dir=tmp / "report", output_dir=tmp, var_files=(SITE,),
                           sets=sets, resume=resume, cluster="DC0_C0", datastore="LocalDS_0",
-                          network="VM Network")
+                          network="VM Network", pipeline_id="test-site")
 
 
 def inventory(sim: Any) -> dict[str, tuple[bool, str]]:

@@ -104,7 +104,9 @@ func ovapipeLogSOAP(next http.Handler, w http.ResponseWriter, r *http.Request) {
 		ovapipeWriteFault(sw, fault)
 		return
 	}
+	cloned := ovapipeCloneGuard(method, body)
 	next.ServeHTTP(sw, r)
+	cloned()
 	outcome := "ok"
 	if sw.status != http.StatusOK {
 		outcome = fmt.Sprintf("fault (HTTP %d)", sw.status)

@@ -68,9 +68,9 @@ def publish(
     marker = new_marker(ova.name)
     states = [DatacenterRun(dc, options, connection, ova, progress, cancelled, marker)
               for dc in options.datacenters]
-    if len(states) == 1:
-        return [publish_datacenter(states[0], log)]
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt():  # until the last line: SIGTERM never reads as success
+        if len(states) == 1:
+            return [publish_datacenter(states[0], log)]
         return _publish_concurrently(states, options.concurrency, cancelled, log)
 
 

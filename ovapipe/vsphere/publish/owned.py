@@ -64,8 +64,9 @@ def _delete_folder(service: Any, found: Found, datacenter: Any) -> None:
         return
     folder = path.rsplit("/", 1)[0]
     content = service.RetrieveContent()
-    # Usually already gone with the VM; FileNotFound then.
-    with contextlib.suppress(VSphereError, vim.fault.FileNotFound):
+    # Usually already gone with the VM (FileNotFound then). Debian's simulator answers this
+    # task with an entity pyVmomi refuses to decode (a FileManager): the deletion is done.
+    with contextlib.suppress(VSphereError, vim.fault.FileNotFound, TypeError):
         wait_for_task(content.fileManager.DeleteDatastoreFile_Task(
             name=folder, datacenter=datacenter), f"deleting {folder}")
 
