@@ -83,7 +83,8 @@ def to_delete(
 
 def nightly_templates(service: Any, datacenter: str, pipeline_id: str,
                       folder: Any) -> Iterator[NightlyTemplate]:
-    """Complete templates in ``folder`` of ``datacenter`` that this site's nightly job made."""
+    """Complete templates in ``folder`` (None: any) of ``datacenter`` that this site's nightly
+    job made."""
     from pyVmomi import vim
 
     from ovapipe.vsphere.inventory import datacenter as find_datacenter
@@ -99,7 +100,9 @@ def nightly_templates(service: Any, datacenter: str, pipeline_id: str,
             continue
         if RunMarker.parse(vm.get("config.annotation")) is not None:
             continue  # work in progress or retired: publish's recovery owns it
-        if record.facts.get(PIPELINE_FACT) != pipeline_id or vm.get("parent") != folder:
+        if record.facts.get(PIPELINE_FACT) != pipeline_id:
+            continue
+        if folder is not None and vm.get("parent") != folder:
             continue
         profile = record.facts.get(NIGHTLY_PROFILE_FACT)
         build_id = record.facts.get(NIGHTLY_BUILD_FACT)

@@ -1,24 +1,154 @@
+import datetime as dt
+import io
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from ovapipe.retention import NightlyTemplate, to_delete
+from ovapipe.retention import NightlyTemplate, apply_retention, prune_output, to_delete
+
+NOW = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
+PROFILE = "ubuntu-2004-efi"
 
 
-def t(build_id, dc="DC0", profile="ubuntu-2004-efi"):
-    return NightlyTemplate(f"{profile}-{build_id}", dc, profile, build_id)
+def t(stamp: str, dc: str = "DC0", profile: str = PROFILE) -> NightlyTemplate:
+    name = f"{profile}-{stamp}-abc1234"
+    return NightlyTemplate(name, dc, profile, name)
 
 
-def test_keeps_newest_per_profile_and_datacenter():
-    templates = [t("20261126"), t("20261127"), t("20261128"), t("20261125", dc="DC1"),
-                 t("20261127", profile="ubuntu-2204-efi")]
-    doomed = to_delete(templates, keep=2, just_published=set())
-    assert [d.build_id for d in doomed] == ["20261126"]
+def names(templates: list[NightlyTemplate]) -> list[str]:
+    return [x.name for x in templates]
 
 
-def test_never_deletes_the_one_just_published_even_if_older_sorting():
-    templates = [t("20261128"), t("20261127")]
-    assert to_delete(templates, keep=1, just_published={"ubuntu-2004-efi-20261127"}) == []
+def test_keeps_newest_per_profile_and_datacenter() -> None:
+    templates = [t("20261126-010000"), t("20261127-010000"), t("20261128-010000"),
+                 t("20261125-010000", dc="DC1"), t("20261127-010000", profile="ubuntu-2204-efi")]
+    plan = to_delete(templates, keep=2, just_published=set(), now=NOW)
+    assert names(plan.doomed) == [f"{PROFILE}-20261126-010000-abc1234"]
 
 
-def test_keep_must_be_positive():
+def test_never_deletes_the_one_just_published_even_if_older_sorting() -> None:
+    templates = [t("20261128-010000"), t("20261127-010000")]
+    plan = to_delete(templates, keep=1, just_published={t("20261127-010000").name}, now=NOW)
+    assert plan.doomed == []
+
+
+def test_a_future_stamp_holds_no_slot_and_is_reported_not_deleted() -> None:
+    """Measured: a skewed runner's template held a slot forever; the real previous nightlies
+    were deleted."""
+    future, newest, older = t("20991231-235959"), t("20261202-010000"), t("20261201-010000")
+    plan = to_delete([future, newest, older], keep=2, just_published={newest.name}, now=NOW)
+    assert plan.doomed == []
+    assert plan.future == [future]
+    plan = to_delete([future, newest, older], keep=1, just_published={newest.name}, now=NOW)
+    assert plan.doomed == [older]
+
+
+def test_keep_must_be_positive() -> None:
     with pytest.raises(ValueError):
         to_delete([], keep=0, just_published=set())
+
+
+def test_local_output_is_pruned_with_the_same_keep(tmp_path: Path) -> None:
+    """Measured: output/ was never pruned (about 380 MB a run)."""
+    for stamp in ("20261130-010000", "20261201-010000", "20261202-010000", "20991231-000000"):
+        (tmp_path / f"{PROFILE}-{stamp}-abc1234").mkdir()
+    (tmp_path / "report").mkdir()
+    (tmp_path / f"{PROFILE}-notes").mkdir()
+    (tmp_path / "ubuntu-2204-efi-20261130-010000-abc1234").mkdir()
+    pruned = prune_output(tmp_path, PROFILE, 2, {f"{PROFILE}-20261202-010000-abc1234"}, NOW)
+    assert pruned == [f"{PROFILE}-20261130-010000-abc1234"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        f"{PROFILE}-20261201-010000-abc1234", f"{PROFILE}-20261202-010000-abc1234",
+        f"{PROFILE}-20991231-000000-abc1234", "report", f"{PROFILE}-notes",
+        "ubuntu-2204-efi-20261130-010000-abc1234"])
+
+
+# ---- against the simulator -------------------------------------------------------------------
+
+def _publish(sim: Any, ova: Path, out: Path, name: str, pipeline: str | None,
+             folder: str | None = None) -> Any:
+    from ovapipe.progress import Progress
+    from ovapipe.vsphere.publish import PublishOptions, publish
+
+    opts = PublishOptions(ova=ova, datacenters=("DC0",), cluster="DC0_C0",
+                          datastore="LocalDS_0", network="VM Network", output_dir=out,
+                          name=name, pipeline_id=pipeline, folder=folder,
+                          facts={"nightly.profile": PROFILE, "nightly.build_id": name})
+    [record] = publish(opts, sim.connection, log=io.StringIO(),
+                       progress=lambda label, total: Progress(label, total, io.StringIO(),
+                                                              tty=False))
+    return record
+
+
+@pytest.mark.simulator
+@pytest.mark.slow
+def test_retention_deletes_only_its_own_old_templates(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    """Measured: keep=2 deleted another team's templates in /DC0/vm/teamB (same profile),
+    including one a VM was cloned from."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.inventory import datacenter, properties, retrieve
+    from ovapipe.vsphere.tasks import wait_for_task
+
+    with session(simulator.connection) as si:
+        dc = datacenter(si, "DC0")
+        vm_folder = next(f.obj for f in retrieve(si, vim.Folder, ["name"], dc.obj)
+                         if f.name == "vm")
+        vm_folder.CreateFolder("teamB")
+    out = tmp_path / "out"
+    stamp = lambda day: f"{PROFILE}-202611{day:02d}-010000-abc1234"  # noqa: E731
+    cloned = _publish(simulator, efi_ova, out, stamp(20), "site-a")
+    old = [_publish(simulator, efi_ova, out, stamp(d), "site-a") for d in (21, 22)]
+    _publish(simulator, efi_ova, out, stamp(23), "site-a", folder="teamB")  # same id, elsewhere
+    _publish(simulator, efi_ova, out, stamp(24), "team-b")  # another site's, same folder
+    future = _publish(simulator, efi_ova, out, f"{PROFILE}-20991231-010000-abc1234", "site-a")
+    new = _publish(simulator, efi_ova, out, stamp(28), "site-a")
+    with session(simulator.connection) as si:
+        template = vim.VirtualMachine(cloned.moref, si._stub)
+        props = properties(si, template, ["parent", "snapshot"])
+        pool = retrieve(si, vim.ClusterComputeResource, ["resourcePool"], dc.obj)[0]
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(
+            pool=pool.get("resourcePool"), diskMoveType="createNewChildDiskBacking"),
+            snapshot=props["snapshot"].currentSnapshot, powerOn=False, template=False)
+        wait_for_task(template.CloneVM_Task(folder=props["parent"], name="capv-worker",
+                                            spec=spec), "linked clone")
+
+        result = apply_retention(si, "DC0", PROFILE, 1, {new.template}, "site-a")
+        left = {vm.name for vm in retrieve(si, vim.VirtualMachine, ["name"])}
+    assert sorted(result.deleted) == sorted(r.template for r in old), result.message()
+    assert not {r.template for r in old} & left
+    for kept in (cloned.template, stamp(23), stamp(24), future.template, new.template,
+                 "capv-worker"):
+        assert kept in left
+    message = result.message()
+    assert f"kept {cloned.template}: capv-worker use its disks" in message
+    assert f"kept {future.template}: its build stamp is in the future" in message
+
+
+@pytest.mark.simulator
+@pytest.mark.slow
+def test_without_a_pipeline_id_retention_deletes_nothing(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    from ovapipe.vsphere.connect import session
+
+    first = _publish(simulator, efi_ova, tmp_path, f"{PROFILE}-20261201-010000-abc1234", None)
+    new = _publish(simulator, efi_ova, tmp_path, f"{PROFILE}-20261202-010000-abc1234", None)
+    with session(simulator.connection) as si:
+        result = apply_retention(si, "DC0", PROFILE, 1, {new.template}, None)
+    assert result.deleted == []
+    assert "set ovapipe.pipeline_id in invoke.yaml" in result.message()
+    assert first.template != new.template
+
+
+def test_the_site_pipeline_id_comes_from_invoke_yaml() -> None:
+    from ovapipe.config import site_defaults
+
+    assert site_defaults({"pipeline_id": "gpu-site-1"}, {}).pipeline_id == "gpu-site-1"
+    assert site_defaults({}, {}).pipeline_id is None
+    assert replace(site_defaults({}, {}), pipeline_id="x").pipeline_id == "x"
