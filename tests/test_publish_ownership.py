@@ -365,3 +365,46 @@ def test_concurrent_publishes_of_one_name_leave_exactly_one_template(
         if code == 0:
             [record] = [json.loads(p.read_text()) for p in (tmp_path / f"out{i}").rglob("*.json")]
             assert record["moref"] == template["moref"]
+
+
+def test_a_live_runs_import_is_left_alone_and_both_end_well(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    """A publish held mid-upload is alive: a second publish of the name says so, leaves its
+    half-imported VM alone and publishes; the first then adopts the finished template."""
+    release = tmp_path / "go"
+    held = invoke(simulator, "--ova", str(efi_ova), out=tmp_path / "a",
+                  fault=f"publish.upload@50=wait:{release}", wait=False)
+    try:
+        deadline = time.monotonic() + 120
+        while not _held_imports(simulator) and time.monotonic() < deadline:
+            assert held.poll() is None, held.communicate()
+            time.sleep(0.1)  # polling the inventory for the event, not standing in for it
+        second = invoke(simulator, "--ova", str(efi_ova), out=tmp_path / "b")
+        assert second.returncode == 0, second.stderr
+        assert "left alone: " in second.stderr and "may still be running" in second.stderr
+        assert _held_imports(simulator) == 1
+        release.touch()
+        _out, err = held.communicate(timeout=300)
+    finally:
+        if held.poll() is None:
+            held.kill()
+            held.communicate()
+    assert held.returncode == 0, err
+    assert "another publish put this same OVA in place" in err
+    [template] = named(simulator)
+    assert "ovapipe.state" not in template["config.annotation"]
+    assert not [name for _, name in all_vms(simulator) if "ovapipe-" in name]
+
+
+def test_replace_never_swaps_a_template_ovapipe_did_not_publish(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    with session(simulator.connection) as si:
+        foreign = _foreign_template(si, "teamB", "built by hand\n")
+    before = all_vms(simulator)
+    result = invoke(simulator, "--ova", str(efi_ova), "--replace", out=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "was not published by ovapipe" in result.stderr
+    assert all_vms(simulator) == before
+    assert [vm["moref"] for vm in named(simulator)] == [foreign._moId]

@@ -65,6 +65,7 @@ def decide_name(
     replace: bool,
     ova_sha256: Callable[[], str],
     snapshot: bool = True,
+    pipeline_id: str | None = None,
 ) -> tuple[NameDecision, list[str]]:
     """What to do with ``name``; problems when it cannot be used.
 
@@ -121,6 +122,18 @@ def decide_name(
             # A template cannot take a snapshot; rebuild it and swap it in, as --replace does.
             return NameDecision("replace", existing, "complete"), []
         return NameDecision("unchanged", existing), []
+    if replace and record is None:
+        return NameDecision("create"), [
+            f"template {where} was not published by ovapipe (it carries no ovapipe record): "
+            "--replace swaps only templates ovapipe made; choose another --name"
+        ]
+    theirs = record.facts.get("pipeline_id") if record else None
+    if replace and theirs and pipeline_id and theirs != pipeline_id:
+        return NameDecision("create"), [
+            f"template {where} belongs to pipeline '{theirs}', not this site's "
+            f"'{pipeline_id}' (invoke.yaml ovapipe.pipeline_id): --replace swaps only this "
+            "site's templates; choose another --name"
+        ]
     if replace:
         return NameDecision("replace", existing), []
     origin = (f"published from OVA sha256 {record.ova_sha256[:12]}…" if record

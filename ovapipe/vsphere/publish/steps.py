@@ -68,7 +68,8 @@ def step_preflight(state: DatacenterRun, run: Run) -> None:
            else (lambda: state.ova.identity(state.progress)))
     decision, problems = decide_name(state.service, state.placement, state.name,
                                      replace=options.replace, ova_sha256=sha,
-                                     snapshot=options.snapshot)
+                                     snapshot=options.snapshot,
+                                     pipeline_id=options.pipeline_id)
     raise_problems(state.datacenter, problems)
     state.decision = decision
     if decision.mode == "unchanged":
