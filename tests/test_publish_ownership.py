@@ -408,3 +408,14 @@ def test_replace_never_swaps_a_template_ovapipe_did_not_publish(
     assert "was not published by ovapipe" in result.stderr
     assert all_vms(simulator) == before
     assert [vm["moref"] for vm in named(simulator)] == [foreign._moId]
+
+
+def test_a_name_too_long_for_the_temporary_names_is_refused_before_anything_moves(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    before = all_vms(simulator)
+    with pytest.raises(StepFailed, match=r"the name 'x{60}' is too long: .* vCenter allows 80; "
+                                         r"choose a name of at most 55 characters"):
+        publish(options(efi_ova, tmp_path, name="x" * 60), simulator.connection,
+                log=io.StringIO(), progress=quiet)
+    assert all_vms(simulator) == before

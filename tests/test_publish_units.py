@@ -93,3 +93,22 @@ def test_a_directory_is_not_called_a_missing_ova(tmp_path: Path) -> None:
         check_ova(tmp_path, min_vmx=17, firmware="efi", name=None)
     with pytest.raises(ConfigError, match=r"missing\.ova: no such OVA file$"):
         check_ova(tmp_path / "missing.ova", min_vmx=17, firmware="efi", name=None)
+
+
+def test_a_sidecar_is_bound_to_the_file_not_to_its_mtime(tmp_path: Path) -> None:
+    """Issue 11: another OVA copied in with an old mtime (cp -p, rsync -t, tar x) must not
+    be taken for the one the sidecar describes."""
+    import shutil
+
+    ova = tmp_path / "node.ova"
+    ova.write_bytes(b"first build")
+    sidecar = tmp_path / "node.ova.sha256"
+    sidecar.write_text(f"{hashlib.sha256(b'first build').hexdigest()}  node.ova\n")
+    assert sidecar_sha256(ova) == hashlib.sha256(b"first build").hexdigest()
+    other = tmp_path / "other.ova"
+    other.write_bytes(b"second build")
+    old = sidecar.stat().st_mtime_ns - 10**10
+    os.utime(other, ns=(old, old))
+    shutil.copy2(other, ova)  # cp -p: the old mtime travels with the bytes
+    assert ova.stat().st_mtime_ns < sidecar.stat().st_mtime_ns
+    assert sidecar_sha256(ova) is None

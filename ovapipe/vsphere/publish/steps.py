@@ -61,9 +61,18 @@ def step_recover(state: DatacenterRun, run: Run) -> None:
         run.say(f"{state.datacenter}: {line}")
 
 
+VM_NAME_LIMIT: Final = 80  # vCenter's limit on a VM's name
+
+
 def step_preflight(state: DatacenterRun, run: Run) -> None:
     assert state.placement is not None
     options = state.options
+    longest = max(state.import_name, state.retired_name, key=len)
+    if len(longest) > VM_NAME_LIMIT:
+        raise_problems(state.datacenter, [
+            f"the name '{state.name}' is too long: publish imports under '{longest}' "
+            f"({len(longest)} characters) and vCenter allows {VM_NAME_LIMIT}; choose a name of "
+            f"at most {VM_NAME_LIMIT - (len(longest) - len(state.name))} characters"])
     sha = ((lambda: state.ova.content_sha256(state.progress)) if options.replace
            else (lambda: state.ova.identity(state.progress)))
     decision, problems = decide_name(state.service, state.placement, state.name,
