@@ -100,6 +100,8 @@ def _lost_race(state: DatacenterRun, run: Run, error: VSphereError) -> None:
     assert state.placement is not None
     holders = [vm for vm in vms_named(state.service, state.name, state.placement.datacenter.obj)
                if vm.obj._moId != state.vm._moId]
+    if not holders:
+        raise error  # the rename failed for another reason than the name being taken
     record = record_of(holders[0]) if len(holders) == 1 else None
     if record is None or not holders[0].get("config.template") \
             or record.ova_sha256 != state.ova.sha256:
