@@ -434,7 +434,7 @@ def test_replace_swaps_in_the_new_template(
     assert new["ova_sha256"] == sha256_of(other_ova)
     names = [name for _, name in inventory(simulator.connection).vms]
     assert names.count(NAME) == 1
-    assert not [n for n in names if "ovapipe-" in n]
+    assert not [n for n in names if ".op-" in n]
     template = read_template(simulator.connection, NAME)
     assert template["config.firmware"] == "efi" and template["snapshots"] == ["root"]
     assert json.loads(record_path(tmp_path, NAME, "DC0").read_text()) == new

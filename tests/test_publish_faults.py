@@ -33,7 +33,7 @@ INSIDE = ("publish.import.created", "publish.upload@10", "publish.upload@50",
           "publish.done")
 CREATE_POINTS = tuple(f"publish.{s}.before" for s in STEPS) + INSIDE
 REPLACE_POINTS = (*CREATE_POINTS, "publish.swap.retire", "publish.swap.renamed-old")
-RUN_ID = re.compile(r"ovapipe-(tmp|retired)-[0-9a-f]{8}")
+RUN_ID = re.compile(r"\.op-(tmp|old)-[0-9a-f]{8}")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def snapshot(sim: Any) -> Snapshot:
         notes = "\n".join(line for line in (vm.get("config.annotation") or "").splitlines()
                           if not line.startswith("ovapipe.published:"))
         rows.append((vm.name, bool(vm.get("config.template")), tuple(snapshot_names(vm)), notes))
-    files = [RUN_ID.sub(r"ovapipe-\1-X", str(p.relative_to(url)))
+    files = [RUN_ID.sub(r".op-\1-X", str(p.relative_to(url)))
              for url in urls if url for p in Path(url).rglob("*")]
     return Snapshot(tuple(sorted(rows)), tuple(sorted(files)))
 

@@ -234,7 +234,7 @@ def test_a_template_without_its_root_snapshot_gets_it_on_the_next_publish(
     assert record.snapshot == "root"
     [template] = named(simulator)
     assert snapshot_names(Found(None, template)) == ["root"]
-    assert not [name for _, name in all_vms(simulator) if "ovapipe-" in name]
+    assert not [name for _, name in all_vms(simulator) if ".op-" in name]
 
 
 # ---- the simulator's clones --------------------------------------------------------------
@@ -319,7 +319,7 @@ def test_a_linked_clone_reads_the_template_disk_and_is_its_dependent(
 # ---- concurrent publishes of one name ----------------------------------------------------
 
 def _held_imports(sim: Any) -> int:
-    return sum(1 for _, name in all_vms(sim) if ".ovapipe-tmp-" in name)
+    return sum(1 for _, name in all_vms(sim) if ".op-tmp-" in name)
 
 
 @pytest.mark.parametrize("same", [True, False], ids=["identical", "different"])
@@ -349,7 +349,7 @@ def test_concurrent_publishes_of_one_name_leave_exactly_one_template(
     [template] = named(simulator)
     assert template["config.template"] is True
     assert "ovapipe.state" not in template["config.annotation"]
-    assert not [name for _, name in all_vms(simulator) if "ovapipe-" in name]
+    assert not [name for _, name in all_vms(simulator) if ".op-" in name]
     winner_sha = template["config.annotation"].split("ovapipe.ova_sha256: ")[1][:64]
     for ova, code, (_out, err) in zip(ovas, codes, results, strict=True):
         assert "Traceback" not in err
@@ -394,7 +394,7 @@ def test_a_live_runs_import_is_left_alone_and_both_end_well(
     assert "another publish put this same OVA in place" in err
     [template] = named(simulator)
     assert "ovapipe.state" not in template["config.annotation"]
-    assert not [name for _, name in all_vms(simulator) if "ovapipe-" in name]
+    assert not [name for _, name in all_vms(simulator) if ".op-" in name]
 
 
 def test_replace_never_swaps_a_template_ovapipe_did_not_publish(
@@ -414,8 +414,8 @@ def test_a_name_too_long_for_the_temporary_names_is_refused_before_anything_move
     simulator: Any, efi_ova: Path, tmp_path: Path
 ) -> None:
     before = all_vms(simulator)
-    with pytest.raises(StepFailed, match=r"the name 'x{60}' is too long: .* vCenter allows 80; "
-                                         r"choose a name of at most 55 characters"):
-        publish(options(efi_ova, tmp_path, name="x" * 60), simulator.connection,
+    with pytest.raises(StepFailed, match=r"the name 'x{70}' is too long: .* vCenter allows 80; "
+                                         r"choose a name of at most 64 characters"):
+        publish(options(efi_ova, tmp_path, name="x" * 70), simulator.connection,
                 log=io.StringIO(), progress=quiet)
     assert all_vms(simulator) == before

@@ -52,17 +52,30 @@ def test_keep_must_be_positive() -> None:
 
 def test_local_output_is_pruned_with_the_same_keep(tmp_path: Path) -> None:
     """Measured: output/ was never pruned (about 380 MB a run)."""
+    image = "ubuntu-2004-efi-kube-v1.27.3"
     for stamp in ("20261130-010000", "20261201-010000", "20261202-010000", "20991231-000000"):
-        (tmp_path / f"{PROFILE}-{stamp}-abc1234").mkdir()
+        (tmp_path / f"{image}-{stamp}-abc1234-0a1b2c3d").mkdir()
     (tmp_path / "report").mkdir()
-    (tmp_path / f"{PROFILE}-notes").mkdir()
-    (tmp_path / "ubuntu-2204-efi-20261130-010000-abc1234").mkdir()
-    pruned = prune_output(tmp_path, PROFILE, 2, {f"{PROFILE}-20261202-010000-abc1234"}, NOW)
-    assert pruned == [f"{PROFILE}-20261130-010000-abc1234"]
+    (tmp_path / f"{image}-notes").mkdir()
+    (tmp_path / "ubuntu-2204-efi-kube-v1.27.3-20261130-010000-abc1234-0a1b2c3d").mkdir()
+    newest = f"{image}-20261202-010000-abc1234-0a1b2c3d"
+    pruned = prune_output(tmp_path, 2, {newest}, NOW)
+    assert pruned == [f"{image}-20261130-010000-abc1234-0a1b2c3d"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
-        f"{PROFILE}-20261201-010000-abc1234", f"{PROFILE}-20261202-010000-abc1234",
-        f"{PROFILE}-20991231-000000-abc1234", "report", f"{PROFILE}-notes",
-        "ubuntu-2204-efi-20261130-010000-abc1234"])
+        f"{image}-20261201-010000-abc1234-0a1b2c3d", newest,
+        f"{image}-20991231-000000-abc1234-0a1b2c3d", "report", f"{image}-notes",
+        "ubuntu-2204-efi-kube-v1.27.3-20261130-010000-abc1234-0a1b2c3d"])
+
+
+def test_build_ids_of_every_naming_give_their_stamp() -> None:
+    from ovapipe.retention import build_time
+
+    expected = dt.datetime(2026, 12, 1, 1, 0, tzinfo=dt.UTC)
+    for name in (f"{PROFILE}-20261201-010000-abc1234",
+                 f"{PROFILE}-20261201-010000-abc1234-123456-2",
+                 "ubuntu-2004-efi-kube-v1.27.3-20261201-010000-abc1234-0a1b2c3d"):
+        assert build_time(name) == expected, name
+    assert build_time(f"{PROFILE}-notes") is None
 
 
 # ---- against the simulator -------------------------------------------------------------------

@@ -40,11 +40,11 @@ class DatacenterRun:
     @property
     def import_name(self) -> str:
         """The temporary name the VM is imported under; it gets ``name`` only when complete."""
-        return f"{self.name}.ovapipe-tmp-{self.marker.id[:8]}"
+        return f"{self.name}.op-tmp-{self.marker.id[:8]}"
 
     @property
     def retired_name(self) -> str:
-        return f"{self.name}.ovapipe-retired-{self.marker.id[:8]}"
+        return f"{self.name}.op-old-{self.marker.id[:8]}"
 
     def check_cancel(self) -> None:
         if self.cancelled.is_set():
