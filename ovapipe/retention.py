@@ -58,8 +58,16 @@ class RetentionPlan:
 def to_delete(
     templates: Iterable[NightlyTemplate], keep: int, just_published: set[str],
     now: dt.datetime | None = None,
-) -> RetentionPlan:
+) -> list[NightlyTemplate]:
     """Per profile and datacenter, all but the newest ``keep``, sparing ``just_published``."""
+    return plan_retention(templates, keep, just_published, now).doomed
+
+
+def plan_retention(
+    templates: Iterable[NightlyTemplate], keep: int, just_published: set[str],
+    now: dt.datetime | None = None,
+) -> RetentionPlan:
+    """What to delete, and the templates with a future build stamp (kept, reported)."""
     if keep < 1:
         raise ValueError("keep must be at least 1: the template just published stays")
     now = now or dt.datetime.now(dt.UTC)
@@ -148,7 +156,7 @@ def apply_retention(service: Any, datacenter: str, profile: str, keep: int,
     folder = properties(service, new[0].obj, ["parent"]).get("parent")
     mine = [t for t in nightly_templates(service, datacenter, pipeline_id, folder)
             if t.profile == profile]
-    plan = to_delete(mine, keep, just_published)
+    plan = plan_retention(mine, keep, just_published)
     for template in plan.future:
         result.kept.append(f"kept {template.name}: its build stamp is in the future or "
                            "unreadable (clock skew?), ignored for the ordering")

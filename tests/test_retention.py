@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from ovapipe.retention import NightlyTemplate, apply_retention, prune_output, to_delete
+from ovapipe.retention import (
+    NightlyTemplate,
+    apply_retention,
+    plan_retention,
+    prune_output,
+    to_delete,
+)
 
 NOW = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
 PROFILE = "ubuntu-2004-efi"
@@ -24,24 +30,23 @@ def names(templates: list[NightlyTemplate]) -> list[str]:
 def test_keeps_newest_per_profile_and_datacenter() -> None:
     templates = [t("20261126-010000"), t("20261127-010000"), t("20261128-010000"),
                  t("20261125-010000", dc="DC1"), t("20261127-010000", profile="ubuntu-2204-efi")]
-    plan = to_delete(templates, keep=2, just_published=set(), now=NOW)
-    assert names(plan.doomed) == [f"{PROFILE}-20261126-010000-abc1234"]
+    doomed = to_delete(templates, keep=2, just_published=set(), now=NOW)
+    assert names(doomed) == [f"{PROFILE}-20261126-010000-abc1234"]
 
 
 def test_never_deletes_the_one_just_published_even_if_older_sorting() -> None:
     templates = [t("20261128-010000"), t("20261127-010000")]
-    plan = to_delete(templates, keep=1, just_published={t("20261127-010000").name}, now=NOW)
-    assert plan.doomed == []
+    assert to_delete(templates, keep=1, just_published={t("20261127-010000").name}, now=NOW) == []
 
 
 def test_a_future_stamp_holds_no_slot_and_is_reported_not_deleted() -> None:
     """Measured: a skewed runner's template held a slot forever; the real previous nightlies
     were deleted."""
     future, newest, older = t("20991231-235959"), t("20261202-010000"), t("20261201-010000")
-    plan = to_delete([future, newest, older], keep=2, just_published={newest.name}, now=NOW)
+    plan = plan_retention([future, newest, older], keep=2, just_published={newest.name}, now=NOW)
     assert plan.doomed == []
     assert plan.future == [future]
-    plan = to_delete([future, newest, older], keep=1, just_published={newest.name}, now=NOW)
+    plan = plan_retention([future, newest, older], keep=1, just_published={newest.name}, now=NOW)
     assert plan.doomed == [older]
 
 
