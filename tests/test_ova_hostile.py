@@ -209,4 +209,4 @@ def test_publish_imports_a_descriptor_in_its_declared_encoding(
                        log=io.StringIO(),
                        progress=lambda label, total: Progress(label, total, io.StringIO(),
                                                               tty=False))
-    assert record["vmx"] == "vmx-17" and record["firmware"] == "efi"
+    assert record.vmx == "vmx-17" and record.firmware == "efi"
