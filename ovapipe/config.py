@@ -25,6 +25,11 @@ ENV_FOLDER: Final = "VSPHERE_FOLDER"
 ENV_TEMPLATE: Final = "VSPHERE_TEMPLATE"
 ENV_CLUSTER: Final = "VSPHERE_CLUSTER"
 ENV_INSECURE: Final = "VSPHERE_INSECURE"
+ENV_TIMEOUT: Final = "VSPHERE_TIMEOUT"
+# Seconds any one vCenter/ESXi request may go without an answer (invoke.yaml: ovapipe.timeout).
+DEFAULT_TIMEOUT: Final = 60.0
+# Seconds a cleanup call may take: cleanups run after Ctrl-C, which must end within seconds.
+CLEANUP_TIMEOUT: Final = 10.0
 SECRET_ENV_NAMES: Final = (ENV_PASSWORD,)
 TRUE_WORDS: Final = ("true", "yes", "on", "1")
 FALSE_WORDS: Final = ("false", "no", "off", "0")
@@ -50,10 +55,22 @@ class Connection:
     password: str = field(repr=False)
     thumbprint: str | None = None
     insecure: bool = False
+    timeout: float = DEFAULT_TIMEOUT  # seconds one request may wait for an answer
 
     @property
     def server(self) -> str:
         return self.host if self.port == 443 else f"{self.host}:{self.port}"
+
+
+def parse_timeout(text: str, source: str = ENV_TIMEOUT) -> float:
+    """A request timeout in seconds (1 to 3600), from VSPHERE_TIMEOUT or invoke.yaml."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"{source}={text!r}: expected a number of seconds, e.g. 60") from None
+    if not 1 <= seconds <= 3600:
+        raise ConfigError(f"{source}={text!r}: must be from 1 to 3600 seconds")
+    return seconds
 
 
 def split_server(server: str) -> tuple[str, int]:
@@ -123,7 +140,8 @@ def connection_from_env(
             "fingerprint, or pass --insecure to skip verification (not for production)"
         )
     thumbprint = normalize_thumbprint(thumbprint_text) if thumbprint_text else None
-    return Connection(host, port, env[ENV_USERNAME], password, thumbprint, insecure)
+    timeout = parse_timeout(env[ENV_TIMEOUT]) if env.get(ENV_TIMEOUT) else DEFAULT_TIMEOUT
+    return Connection(host, port, env[ENV_USERNAME], password, thumbprint, insecure, timeout)
 
 
 @dataclass(frozen=True)
@@ -161,3 +179,17 @@ def site_defaults(settings: Mapping[str, Any], env: Mapping[str, str] | None = N
         publish_concurrency=concurrency,
         pipeline_id=str(settings.get("pipeline_id") or "") or None,
     )
+
+
+def timeout_env(settings: Mapping[str, Any], env: Mapping[str, str] | None = None
+                ) -> dict[str, str]:
+    """``env`` with VSPHERE_TIMEOUT from invoke.yaml's ``ovapipe.timeout`` unless already set.
+
+    One place for the setting: the environment wins, invoke.yaml is the site default.
+    """
+    merged = dict(os.environ if env is None else env)
+    configured = settings.get("timeout")
+    if configured is not None and not merged.get(ENV_TIMEOUT):
+        parse_timeout(str(configured), "invoke.yaml ovapipe.timeout")
+        merged[ENV_TIMEOUT] = str(configured)
+    return merged

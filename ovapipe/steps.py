@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import signal
 import sys
 import threading
@@ -86,38 +87,79 @@ class Run:
         print(message, file=self.log, flush=True)
 
     def unwind(self, failed: bool) -> list[str]:
-        """Run cleanups in reverse; returns the ones that failed (each already logged)."""
+        """Run cleanups in reverse; returns the ones that failed (each already logged).
+
+        Each cleanup gets at most CLEANUP_BOUND seconds (a vCenter that stopped answering must
+        not hold an interrupted run); one that overruns is reported as possibly left. A Ctrl-C
+        or SIGTERM during the cleanups exits at once, naming what may be left.
+        """
         problems: list[str] = []
-        while self._cleanups:
-            cleanup = self._cleanups.pop()
-            if not (failed or cleanup.always):
-                continue
-            token = _IN_CLEANUP.set(True)
-            try:
-                with _sigint_deferred():
-                    cleanup.action()
-                self.say(f"cleanup: {cleanup.description}")
-            except Exception as exc:
-                problem = f"cleanup '{cleanup.description}' failed: {exc}"
-                self.say(problem)
-                problems.append(problem)
-            finally:
-                _IN_CLEANUP.reset(token)
+        pending = [c for c in reversed(self._cleanups) if failed or c.always]
+        self._cleanups.clear()
+        with _exit_on_interrupt(self, pending):
+            while pending:
+                cleanup = pending[0]
+                problem = _bounded(cleanup)
+                pending.pop(0)
+                if problem is None:
+                    self.say(f"cleanup: {cleanup.description}")
+                else:
+                    problem = f"cleanup '{cleanup.description}' failed: {problem}"
+                    self.say(problem)
+                    problems.append(problem)
         return problems
 
 
+# Seconds one cleanup may run; its vCenter calls have shorter bounds of their own.
+CLEANUP_BOUND: float = 30.0
+SECOND_INTERRUPT_EXIT: int = 130
+
+
+def _bounded(cleanup: _Cleanup) -> str | None:
+    """Run ``cleanup`` in a worker thread for at most CLEANUP_BOUND s; the error, or None."""
+    outcome: list[BaseException | None] = []
+
+    def work() -> None:
+        _IN_CLEANUP.set(True)  # a new thread starts with a fresh context: this one's own
+        try:
+            cleanup.action()
+        except BaseException as exc:  # reported, never raised in the worker
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=work, name=f"cleanup {cleanup.description}", daemon=True)
+    worker.start()
+    deadline = time.monotonic() + CLEANUP_BOUND
+    # Short joins keep the main thread able to take a signal.
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(timeout=0.1)
+    if worker.is_alive():
+        return f"still running after {CLEANUP_BOUND:g} s; it may be left over"
+    error = outcome[0] if outcome else None
+    return None if error is None else str(error) or type(error).__name__
+
+
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """A second Ctrl-C during a cleanup must not leave half of it done."""
+def _exit_on_interrupt(run: Run, pending: list[_Cleanup]) -> Iterator[None]:
+    """During cleanups, another Ctrl-C/SIGTERM means: stop now, and say what may be left."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+
+    def leave_now(signum: int, _frame: object) -> None:
+        left = "; ".join(c.description for c in pending) or "nothing"
+        run.say(f"interrupted again ({signal.Signals(signum).name}) during cleanup: exiting "
+                f"now; may be left: {left} (the next run removes marked leftovers)")
+        run.log.flush()
+        os._exit(SECOND_INTERRUPT_EXIT)
+
+    previous = {sig: signal.signal(sig, leave_now) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

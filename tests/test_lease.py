@@ -394,9 +394,24 @@ def test_fault_message_names_a_fault_without_text() -> None:
 
     from ovapipe.vsphere.tasks import fault_message
 
-    assert fault_message(vmodl.fault.NotSupported()) == "vmodl.fault.NotSupported"
-    assert fault_message(vim.fault.InvalidState(msg="the VM is on")) == "the VM is on"
+    assert fault_message(vmodl.fault.NotSupported()) == "NotSupported"
+    assert fault_message(vim.fault.InvalidState(msg="the VM is on")) == "InvalidState: the VM is on"
     wrapped = vmodl.LocalizedMethodFault(fault=vmodl.fault.NotSupported())
-    assert fault_message(wrapped) == "vmodl.fault.NotSupported"
-    assert fault_message(ConnectionResetError("reset by peer")) == "reset by peer"
+    assert fault_message(wrapped) == "NotSupported"
+    assert fault_message(ConnectionResetError("reset by peer")) == "connection lost: reset by peer"
     assert fault_message(None) == "unknown error"
+
+
+def test_fault_message_is_one_line_with_type_object_and_message() -> None:
+    """Issue 12/13: faults printed as raw pyVmomi dumps (``FileAlreadyExists {...}``)."""
+    from pyVmomi import vim, vmodl
+
+    from ovapipe.vsphere.tasks import fault_message
+
+    exists = vim.fault.FileAlreadyExists(file="[LocalDS_0] node/node.vmdk")
+    assert fault_message(exists) == "FileAlreadyExists [LocalDS_0] node/node.vmdk"
+    gone = vmodl.fault.ManagedObjectNotFound(obj=vim.VirtualMachine("vm-42"),
+                                             msg="The object has\nalready been deleted")
+    assert fault_message(gone) == \
+        "ManagedObjectNotFound VirtualMachine:vm-42: The object has already been deleted"
+    assert fault_message(TimeoutError("timed out")) == "no answer from the server (timed out)"

@@ -10,9 +10,9 @@ import ssl
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
-from ovapipe.config import Connection, normalize_thumbprint
+from ovapipe.config import CLEANUP_TIMEOUT, Connection, normalize_thumbprint
 from ovapipe.errors import ConfigError, VSphereError
 from ovapipe.vsphere.tasks import fault_message
 
@@ -44,7 +44,7 @@ def check_pinned(der: bytes | None, connection: Connection) -> None:
         )
 
 
-def pinned_context(connection: Connection, timeout: float = 30) -> ssl.SSLContext:
+def pinned_context(connection: Connection, timeout: float | None = None) -> ssl.SSLContext:
     """An SSL context that trusts exactly the server certificate matching the pin.
 
     pyVmomi checks its ``thumbprint`` argument only when ordinary verification fails, and it
@@ -53,7 +53,8 @@ def pinned_context(connection: Connection, timeout: float = 30) -> ssl.SSLContex
     trust anchor (partial chain), so every connection pyVmomi opens must present it.
     """
     try:
-        pem = ssl.get_server_certificate((connection.host, connection.port), timeout=timeout)
+        pem = ssl.get_server_certificate((connection.host, connection.port),
+                                         timeout=timeout or connection.timeout)
     except (OSError, ssl.SSLError) as exc:
         raise VSphereError(f"{connection.server}: cannot connect: {exc}") from None
     der = ssl.PEM_cert_to_DER_cert(pem)
@@ -68,8 +69,10 @@ def pinned_context(connection: Connection, timeout: float = 30) -> ssl.SSLContex
 class PinnedHTTPSConnection(http.client.HTTPSConnection):
     """An HTTPS connection that checks the vCenter/ESXi certificate pin before any byte."""
 
-    def __init__(self, host: str, port: int, connection: Connection, timeout: float = 60) -> None:
-        super().__init__(host, port, timeout=timeout, context=_unverified_context())
+    def __init__(self, host: str, port: int, connection: Connection,
+                 timeout: float | None = None) -> None:
+        super().__init__(host, port, timeout=timeout or connection.timeout,
+                         context=_unverified_context())
         self._pin = connection
         # 1 MiB sends: Python's default 8 KiB writes become one TLS record each and halve
         # upload throughput (measured in the toolchain notes).
@@ -85,8 +88,54 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
             raise
 
 
+SERVICE_VERSIONS_PATH: Final = "/sdk/vimServiceVersions.xml"
+SERVICE_VERSIONS_LIMIT: Final = 1 << 20
+
+
+def api_version(connection: Connection, context: ssl.SSLContext) -> str:
+    """The newest vim25 version both pyVmomi and the server speak.
+
+    pyVmomi's SmartConnect asks the server the same question without any timeout (a server
+    that accepts connections and never answers hangs it forever); this asks with one.
+    """
+    import xml.etree.ElementTree as ET
+
+    from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
+
+    probe = http.client.HTTPSConnection(connection.host, connection.port,
+                                        timeout=connection.timeout, context=context)
+    try:
+        probe.request("GET", SERVICE_VERSIONS_PATH)
+        response = probe.getresponse()
+        body = response.read(SERVICE_VERSIONS_LIMIT)
+    finally:
+        probe.close()
+    if response.status != 200:
+        raise VSphereError(f"{connection.server}: {SERVICE_VERSIONS_PATH} answered "
+                           f"HTTP {response.status}: not a vCenter or ESXi SOAP endpoint")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise VSphereError(f"{connection.server}: {SERVICE_VERSIONS_PATH} is not XML: not a "
+                           "vCenter or ESXi SOAP endpoint") from None
+    offered = {element.text for element in root.iter("version")}
+    for version in GetServiceVersions("vim25"):
+        if versionIdMap.get(version) in offered:
+            return str(version)
+    raise VSphereError(f"{connection.server}: offers API versions {sorted(filter(None, offered))}"
+                       ", none of which this pyVmomi speaks")
+
+
+def _no_answer(connection: Connection, what: str) -> VSphereError:
+    return VSphereError(f"{connection.server}: no answer within {connection.timeout:g} s while "
+                        f"{what} (VSPHERE_TIMEOUT)")
+
+
 def open_service(connection: Connection) -> Any:
-    """Log in and return the ServiceInstance; errors become VSphereError/ConfigError."""
+    """Log in and return the ServiceInstance; errors become VSphereError/ConfigError.
+
+    Every request of the returned session times out after ``connection.timeout`` seconds.
+    """
     from pyVim import connect as pyvim_connect
     from pyVmomi import vim
 
@@ -95,17 +144,27 @@ def open_service(connection: Connection) -> Any:
             f"warning: --insecure: the certificate of {connection.server} is not verified",
             file=sys.stderr,
         )
-    pinned = pinned_context(connection) if connection.thumbprint else None
+    context = pinned_context(connection) if connection.thumbprint else _unverified_context()
     try:
-        return pyvim_connect.SmartConnect(
+        version = api_version(connection, context)
+        return pyvim_connect.Connect(
             host=connection.host,
             port=connection.port,
             user=connection.username,
             pwd=connection.password,
-            sslContext=pinned,
-            disableSslCertValidation=pinned is None and connection.insecure,
+            version=version,
+            sslContext=context,
+            httpConnectionTimeout=connection.timeout,
             connectionPoolTimeout=-1,
         )
+    except TimeoutError:
+        raise _no_answer(connection, "logging in") from None
+    except vim.fault.HostConnectFault as exc:
+        # pyVmomi wraps a failed first request (RetrieveContent) in HostConnectFault(msg=...).
+        text = str(getattr(exc, "msg", "") or "")
+        if "timed out" in text:
+            raise _no_answer(connection, "logging in") from None
+        raise VSphereError(f"{connection.server}: cannot connect: {text}") from None
     except vim.fault.InvalidLogin:
         pass  # below, once the traceback (which holds pyVmomi's stub) is gone
     except ssl.SSLError as exc:
@@ -134,4 +193,22 @@ def session(connection: Connection) -> Iterator[Any]:
         yield service
     finally:
         with contextlib.suppress(Exception):
+            # Logging out must not hold up an interrupted run: a short bound of its own.
+            bound(service, CLEANUP_TIMEOUT)
             pyvim_connect.Disconnect(service)
+
+
+def bound(service: Any, seconds: float) -> None:
+    """From now on, each request of ``service`` waits at most ``seconds`` for an answer."""
+    stub = getattr(service, "_stub", None)
+    scheme_args = getattr(stub, "schemeArgs", None)
+    if isinstance(scheme_args, dict):
+        scheme_args["timeout"] = seconds
+    pool = getattr(stub, "pool", None) or []
+    for entry in list(pool):
+        conn = entry[0] if isinstance(entry, tuple) else entry
+        conn.timeout = seconds
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(seconds)

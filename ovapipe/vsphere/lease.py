@@ -34,6 +34,18 @@ DISK_CONTENT_TYPE: Final = "application/x-vnd.vmware-streamVmdk"
 FILE_CONTENT_TYPE: Final = "application/octet-stream"
 SESSION_COOKIE: Final = "vmware_soap_session"
 LEASE_ENDED: Final = "the lease was aborted or timed out on the server side"
+SERVER_GONE: Final = "the server stopped answering during the transfer (it went away or hangs)"
+
+
+def lease_ended(exc: BaseException) -> str:
+    """Why a lease call failed: the server ended the lease, or the server itself is gone.
+
+    A vSphere fault is the server's answer; a connection error or timeout means no answer,
+    and must not read as if vCenter had decided to abort.
+    """
+    if isinstance(exc, OSError | http.client.HTTPException):
+        return f"{SERVER_GONE}: {fault_message(exc)}"
+    return f"{LEASE_ENDED}: {fault_message(exc)}"
 
 
 class DigestMismatch(CheckFailed):
@@ -169,7 +181,7 @@ class KeepAlive:
 
     def check(self) -> None:
         if self.error is not None:
-            raise VSphereError(f"{LEASE_ENDED}: {fault_message(self.error)}") from None
+            raise VSphereError(lease_ended(self.error)) from None
 
     def check_now(self) -> None:
         """Ask the server now: after a refused transfer, a gone lease is the real reason."""
@@ -177,7 +189,7 @@ class KeepAlive:
         try:
             self.report()
         except Exception as exc:
-            raise VSphereError(f"{LEASE_ENDED}: {fault_message(exc)}") from None
+            raise VSphereError(lease_ended(exc)) from None
 
 
 @dataclass
@@ -227,6 +239,10 @@ def _abort(lease: Any, reason: str) -> None:
     """
     from pyVmomi import vmodl
 
+    from ovapipe.config import CLEANUP_TIMEOUT
+    from ovapipe.vsphere.connect import bound
+
+    bound(lease, CLEANUP_TIMEOUT)  # an abort runs on the way out: never a long wait
     try:
         lease.HttpNfcLeaseAbort(fault=vmodl.fault.SystemError(reason=reason[:500]))
     except vmodl.fault.ManagedObjectNotFound:
@@ -261,7 +277,7 @@ def hold_lease(
             lease.HttpNfcLeaseProgress(percent=100)
             lease.HttpNfcLeaseComplete()
         except Exception as exc:
-            raise VSphereError(f"{LEASE_ENDED}: {fault_message(exc)}") from None
+            raise VSphereError(lease_ended(exc)) from None
     except BaseException as exc:
         if keepalive is not None:
             keepalive.stop()
