@@ -290,23 +290,32 @@ def cluster_template(c: Context, in_=None, out=None, publish_record=None, templa
         "datastore": "datastore for the templates (default from invoke.yaml / VSPHERE_DATASTORE)",
         "network": "network for the templates' NIC (default from invoke.yaml / VSPHERE_NETWORK)",
         "folder": "VM folder for the templates (default from invoke.yaml / VSPHERE_FOLDER)",
+        "unlock": "show who holds each profile's nightly lock; with --yes, break it",
+        "yes": "with --unlock: break the lock (only when no nightly run of it is active)",
     },
     iterable=["profile", "datacenter", "var_file", "set_"],
 )
 def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/report",
             resume=False, var_file=None, set_=None, cluster=None, datastore=None, network=None,
-            folder=None):
+            folder=None, unlock=False, yes=False):
     """The nightly image job: build, validate, publish, verify, hand off."""
     import sys
     from pathlib import Path
 
-    from ovapipe.config import site_defaults
-    from ovapipe.nightly import NightlyRequest, run_nightly
+    from ovapipe.config import site_defaults, timeout_env
+    from ovapipe.nightly import NightlyRequest, run_nightly, unlock_profiles
     from ovapipe.varfiles import site_var_files
 
+    settings = c.config.get("ovapipe", {})
+    if unlock or yes:
+        with exits():
+            code = unlock_profiles(tuple(profile or ["ubuntu-2004-efi"]), timeout_env(settings),
+                                   unlock=unlock, force=yes)
+        raise invoke.Exit(code=code)
     with exits():
-        site = site_defaults(c.config.get("ovapipe", {}))
-        var_files = (*site_var_files(c.config.get("ovapipe", {})), *(var_file or []))
+        env = timeout_env(settings)
+        site = site_defaults(settings)
+        var_files = (*site_var_files(settings), *(var_file or []))
         report_dir = Path(report)
         result = run_nightly(NightlyRequest(
             profiles=tuple(profile or ["ubuntu-2004-efi"]),
@@ -317,7 +326,7 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
             network=network or site.network, folder=folder or site.folder,
             concurrency=site.publish_concurrency,
             pipeline_id=site.pipeline_id,
-        ))
+        ), env)
         print(result.summary())
         folder = result.folder or report_dir
         print(f"report: {folder / 'report.json'}, {folder / 'junit.xml'}, "

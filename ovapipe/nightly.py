@@ -20,14 +20,17 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ovapipe.config import Connection, connection_from_env
-from ovapipe.errors import CheckFailed, ConfigError, OvapipeError
+from ovapipe.errors import CheckFailed, ConfigError, Interrupted, OvapipeError
+from ovapipe.faults import checkpoint
 from ovapipe.files import sha256_file, write_json
 from ovapipe.paths import REPO_ROOT
 from ovapipe.report import NightlyReport, StageResult
 from ovapipe.retention import NIGHTLY_BUILD_FACT, NIGHTLY_PROFILE_FACT, apply_retention
 from ovapipe.runs import claim_report_folder, kube_image_name, run_suffix
+from ovapipe.steps import sigterm_as_interrupt
 
 STATE_FILE: Final = "state.json"
+INTERRUPTED_MESSAGE: Final = "interrupted (Ctrl-C or SIGTERM)"
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class _Stages:
     report: NightlyReport
     folder: Path
     log: TextIO
-    heartbeat: Callable[[], None] = lambda: None
+    heartbeat: Callable[[], None] = lambda: None  # raises when the run lost its lock
 
     def run(self, stage: str, target: str, action: Callable[[], dict[str, str] | None],
             *, reused: dict[str, str] | None = None) -> bool:
@@ -97,13 +100,17 @@ class _Stages:
         self.log.flush()
         try:
             self.heartbeat()
+            checkpoint(f"nightly.{stage}.before")
             artifacts = action() or {}
+        except (KeyboardInterrupt, Interrupted) as exc:
+            # An inner run (build-ova, publish) turns Ctrl-C into Interrupted after its
+            # cleanups: either way the job stops here, it does not go on to the next stage.
+            self._add(StageResult(stage, "interrupted", started, time.monotonic() - clock,
+                                  target, INTERRUPTED_MESSAGE))
+            raise Interrupted(f"interrupted during {stage} [{target}]") from exc
         except OvapipeError as exc:
             self._failed(stage, target, started, clock, exc.message)
             return False
-        except KeyboardInterrupt:
-            self._failed(stage, target, started, clock, "interrupted (Ctrl-C or SIGTERM)")
-            raise
         except Exception as exc:
             # Unattended: the report must name the stage even when ovapipe itself is at fault.
             self._failed(stage, target, started, clock,
@@ -211,34 +218,56 @@ def run_nightly(request: NightlyRequest, env: Mapping[str, str] | None = None,
                            folder=folder)
     stages = _Stages(report, folder, log)
     try:
-        if stages.run("preflight", "vcenter", lambda: preflight(request, resolved, connection)):
-            _locked_run(request, resolved, build_id, connection, env, state, stages, log)
+        with sigterm_as_interrupt():
+            try:
+                if stages.run("preflight", "vcenter",
+                              lambda: preflight(request, resolved, connection)):
+                    for profile in request.profiles:
+                        job = _Profile(profile, image_name(resolved[profile].values, build_id),
+                                       build_id)
+                        _locked_profile(request, job, connection, env, state, stages, log)
+            except (KeyboardInterrupt, Interrupted) as exc:
+                # Between stages or inside one: the job stops, the report says so, never green.
+                report.interrupt(str(exc) if isinstance(exc, Interrupted) else
+                                 "interrupted between stages (Ctrl-C or SIGTERM)")
+                report.write(folder)
+                log.write(report.summary() + "\n")
+                raise Interrupted(f"{report.interrupted}; report: "
+                                  f"{folder / 'report.json'}") from None
     finally:
         folder_lock.release()
         report.add_to_step_summary(env)
     return report
 
 
-def _locked_run(request: NightlyRequest, resolved: Mapping[str, Any], build_id: str,
-                connection: Connection, env: Mapping[str, str], state: _State,
-                stages: _Stages, log: TextIO) -> None:
+def _locked_profile(request: NightlyRequest, job: _Profile, connection: Connection,
+                    env: Mapping[str, str], state: _State, stages: _Stages, log: TextIO) -> None:
+    """One profile's stages under that profile's lock (other profiles run concurrently)."""
     from ovapipe.vsphere.lock import NightlyLock
 
-    lock = NightlyLock(connection, build_id)
+    lock = NightlyLock(connection, job.build_id or stages.report.build_id, job.name)
 
     def take_lock() -> dict[str, str]:
         lock.acquire()
-        return {"_message": f"held by {lock.holder.describe()}"}
+        lock.start_heartbeats()
+        return {"_message": f"{lock.name} held by {lock.holder.describe()}"}
 
-    if not stages.run("lock", "vcenter", take_lock):
-        return
-    stages.heartbeat = lock.heartbeat
     try:
-        for profile in request.profiles:
-            job = _Profile(profile, image_name(resolved[profile].values, build_id), build_id)
-            _run_profile(request, job, connection, env, state, stages, log)
+        if not stages.run("lock", job.name, take_lock):
+            for stage in ("vars", "build-ova", "validate-ova"):
+                stages.skip(stage, job.name, "skipped: lock failed")
+            _skip_rest(request, job, stages, "lock")
+            return
+        stages.heartbeat = lock.check
+        _run_profile(request, job, connection, env, state, stages, log)
+        checkpoint("nightly.profile.end")  # between stages: after retention, lock still held
     finally:
+        stages.heartbeat = _no_heartbeat
         lock.release()
+
+
+def _no_heartbeat() -> None:
+    return None
 
 
 def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
@@ -379,3 +408,33 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
                 stages.skip(later, target, f"skipped: {stage} failed")
             return
     stages.run("retention", target, do_retention)
+
+
+def unlock_profiles(profiles: tuple[str, ...], env: Mapping[str, str], *, unlock: bool,
+                    force: bool, out: TextIO | None = None) -> int:
+    """``nightly --unlock [--yes]``: show each profile's lock holder; break it only with --yes.
+
+    Returns the exit code: 0 when every lock is free (or was broken), 1 when one is held and
+    was left alone.
+    """
+    from ovapipe.vsphere.lock import break_lock, lock_folder, show
+
+    out = out or sys.stdout
+    if force and not unlock:
+        raise ConfigError("--yes only goes with --unlock")
+    connection = connection_from_env(env, prompt=False)
+    held = 0
+    for profile in profiles:
+        holder = show(connection, profile)
+        if holder == "":
+            out.write(f"{lock_folder(profile)}: free\n")
+            continue
+        text = holder if isinstance(holder, str) else holder.describe()
+        if not force:
+            out.write(f"{lock_folder(profile)}: held by {text}; add --yes to break it (only "
+                      "when that run is no longer active)\n")
+            held += 1
+            continue
+        break_lock(connection, profile)
+        out.write(f"{lock_folder(profile)}: broken (was held by {text})\n")
+    return 1 if held else 0

@@ -11,7 +11,7 @@ from typing import Final, Literal
 
 from ovapipe.files import write_text
 
-Status = Literal["ok", "failed", "skipped", "reused"]
+Status = Literal["ok", "failed", "skipped", "reused", "interrupted"]
 STEP_SUMMARY_ENV: Final = "GITHUB_STEP_SUMMARY"
 MARKDOWN_FILE: Final = "report.md"
 # Artifacts of these stages are hand-off files (what the platform team applies next).
@@ -39,10 +39,17 @@ class NightlyReport:
     started: str
     stages: list[StageResult] = field(default_factory=list)
     folder: Path | None = None  # where write() put the reports, once it has
+    # Set when Ctrl-C/SIGTERM ended the run: such a run never reads as ok, in any format.
+    interrupted: str = ""
 
     @property
     def ok(self) -> bool:
-        return all(stage.status != "failed" for stage in self.stages) and bool(self.stages)
+        return (not self.interrupted and bool(self.stages)
+                and all(stage.status not in ("failed", "interrupted") for stage in self.stages))
+
+    def interrupt(self, message: str) -> None:
+        """Mark the run interrupted; a stage that was running is already ``interrupted``."""
+        self.interrupted = message
 
     @property
     def failed(self) -> list[StageResult]:
@@ -50,14 +57,17 @@ class NightlyReport:
 
     def as_dict(self) -> dict[str, object]:
         return {"build_id": self.build_id, "started": self.started, "ok": self.ok,
+                "interrupted": self.interrupted or None,
                 "stages": [asdict(stage) for stage in self.stages]}
 
     def junit(self) -> str:
         suite = ET.Element(
             "testsuite",
             name=f"ovapipe nightly {self.build_id}",
-            tests=str(len(self.stages)),
+            tests=str(len(self.stages) + (1 if self._interrupted_between_stages else 0)),
             failures=str(len(self.failed)),
+            errors=str(sum(s.status == "interrupted" for s in self.stages)
+                       + (1 if self._interrupted_between_stages else 0)),
             skipped=str(sum(s.status == "skipped" for s in self.stages)),
             time=f"{sum(s.duration for s in self.stages):.3f}",
             timestamp=self.started,
@@ -67,22 +77,37 @@ class NightlyReport:
                                  name=stage.name, time=f"{stage.duration:.3f}")
             if stage.status == "failed":
                 ET.SubElement(case, "failure", message=stage.message).text = stage.message
+            elif stage.status == "interrupted":
+                ET.SubElement(case, "error", message=stage.message,
+                              type="interrupted").text = stage.message
             elif stage.status == "skipped":
                 ET.SubElement(case, "skipped", message=stage.message)
             if stage.artifacts:
                 ET.SubElement(case, "system-out").text = "\n".join(
                     f"{name}: {value}" for name, value in sorted(stage.artifacts.items()))
+        if self._interrupted_between_stages:
+            case = ET.SubElement(suite, "testcase", classname="nightly.interrupted",
+                                 name="interrupted", time="0.000")
+            ET.SubElement(case, "error", message=self.interrupted,
+                          type="interrupted").text = self.interrupted
         ET.indent(suite)
         return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+    @property
+    def _interrupted_between_stages(self) -> bool:
+        return bool(self.interrupted) and not any(
+            s.status == "interrupted" for s in self.stages)
 
     def summary(self) -> str:
         """Failed stages first, then what was built and where."""
         lines: list[str] = []
+        if self.interrupted:
+            lines.append(f"NIGHTLY INTERRUPTED: {self.interrupted}")
         if self.failed:
             first = self.failed[0]
             lines.append(f"NIGHTLY FAILED at {first.name}: {first.message}")
             lines.extend(f"  also failed: {s.name}: {s.message}" for s in self.failed[1:])
-        else:
+        elif not self.interrupted:
             lines.append(f"NIGHTLY OK  {self.build_id}")
         for stage in self.stages:
             lines.append(f"  {stage.status:7} {stage.name:40} {stage.duration:7.1f}s"
@@ -114,8 +139,8 @@ def _cell(text: object) -> str:
 
 
 def render_markdown(report: NightlyReport) -> str:
-    verdict = "OK" if report.ok else f"FAILED at {report.failed[0].name}" if report.failed \
-        else "NOT FINISHED"
+    verdict = "OK" if report.ok else "INTERRUPTED" if report.interrupted \
+        else f"FAILED at {report.failed[0].name}" if report.failed else "NOT FINISHED"
     lines = [f"## ovapipe nightly {report.build_id}: {verdict}", "",
              f"Started {report.started}.", "",
              "| stage | target | result | seconds | message |", "|---|---|---|---:|---|"]

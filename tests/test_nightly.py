@@ -17,7 +17,7 @@ import pytest
 from ovapipe import config
 from ovapipe.nightly import NIGHTLY_BUILD_FACT, NightlyRequest, build_stamp, run_nightly
 from ovapipe.paths import REPO_ROOT, VARS_DIR
-from ovapipe.vsphere.lock import LOCK_FOLDER, Holder, NightlyLock
+from ovapipe.vsphere.lock import NightlyLock, lock_folder
 
 pytestmark = [pytest.mark.simulator, pytest.mark.packer, pytest.mark.slow]
 
@@ -117,7 +117,7 @@ def test_a_failed_build_keeps_yesterdays_template_and_reports_the_stage(
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(sim: Any, tmp_path: Path
                                                                 ) -> None:
-    holder = NightlyLock(sim.connection, "20261128-000000-other")
+    holder = NightlyLock(sim.connection, "20261128-000000-other", PROFILE)
     holder.acquire()
     try:
         result = subprocess.run(
@@ -125,26 +125,14 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(sim: Any, tmp_pa
              "--report", str(tmp_path / "report")],
             cwd=REPO_ROOT, env=env_for(sim), capture_output=True, text=True, timeout=300)
         assert result.returncode == 1, result.stdout + result.stderr
-        assert "NIGHTLY FAILED at lock [vcenter]: another nightly run holds the vCenter lock" \
-            in result.stdout
+        assert (f"NIGHTLY FAILED at lock [{PROFILE}]: another nightly run holds the vCenter "
+                f"lock of profile {PROFILE}") in result.stdout
         assert f"pid {os.getpid()}" in result.stdout and "20261128-000000-other" in result.stdout
         assert "Traceback" not in result.stderr
         assert nightly_templates(sim) == []
     finally:
         holder.release()
-    assert f"folder:{LOCK_FOLDER}" not in inventory(sim)
-
-
-def test_a_crashed_runs_lock_is_taken_over(sim: Any) -> None:
-    crashed = NightlyLock(sim.connection, "crashed")
-    crashed.holder = Holder(crashed.holder.who, crashed.holder.host, 2**22 + 12345,
-                            crashed.holder.started, crashed.holder.heartbeat, "crashed")
-    crashed.acquire()  # never released: as if the process died
-    fresh = NightlyLock(sim.connection, "fresh")
-    fresh.acquire()
-    assert f"folder:{LOCK_FOLDER}" in inventory(sim)
-    fresh.release()
-    assert f"folder:{LOCK_FOLDER}" not in inventory(sim)
+    assert f"folder:{lock_folder(PROFILE)}" not in inventory(sim)
 
 
 def test_resume_reuses_verified_artifacts_and_rebuilds_changed_ones(
