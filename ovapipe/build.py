@@ -17,14 +17,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ovapipe import __version__, config, hardware, packer
+from ovapipe.buildrun import MarkedRun, RunMarker, datastore_folder_exists, delete_seed_iso
 from ovapipe.config import Connection, connection_from_env
 from ovapipe.errors import CheckFailed, ConfigError
+from ovapipe.faults import checkpoint
 from ovapipe.files import write_json
 from ovapipe.findings import Report
 from ovapipe.packer import PackerInfo, packer_env
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 ON_ERROR: Final = ("cleanup", "abort")
 BUILD_JSON: Final = "build.json"
 PACKER_LOG: Final = "packer.log"
+SEED_FOLDER: Final = "packer_cache"  # where Packer uploads the cd_files ISO
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class BuildState:
     packer: PackerInfo | None = None
     vcenter_version: str = ""
     staging: Path | None = None
+    temp_dir: Path | None = None  # Packer's TMPDIR: its seed folders, removed after the build
+    marked: MarkedRun | None = None
+    cache_folder_new: bool = False
     packer_log: Path | None = None
     disks: list[ExportedFile] = field(default_factory=list)
     nvram: ExportedFile | None = None
@@ -79,6 +85,10 @@ class BuildState:
     @property
     def datacenter(self) -> str:
         return str(self.resolved.values["datacenter"])
+
+    @property
+    def datastore(self) -> str:
+        return str(self.resolved.values["datastore"])
 
     @property
     def vmx(self) -> int:
@@ -141,9 +151,21 @@ def _check_target(service: Any, state: BuildState) -> None:
         )
     if vms_named(service, state.name, dc.obj):
         raise ConfigError(
-            f"a VM named {state.name} already exists in datacenter {state.datacenter}: delete "
-            "it, or build under another name with --set vm_name=..."
+            f"a VM named {state.name} already exists in datacenter {state.datacenter} and no "
+            "killed build of this output folder left it: delete it, or build under another "
+            "name (build-ova: --set vm_name=...; nightly: a new run, without --resume)"
         )
+
+
+def _recover_killed_builds(service: Any, state: BuildState, run: Run) -> None:
+    """A SIGKILLed build's Packer, VM, seed ISO and folders, named by its run marker."""
+    from ovapipe.buildrun import recover
+    from ovapipe.vsphere.export import destroy_vm
+
+    checkpoint("build.recover.before")
+    removed = recover(state.request.out, service, state.log, destroy_vm)
+    if removed:
+        run.say(f"preflight: removed what a killed build left: {', '.join(removed)}")
 
 
 def _check_packer_trusts_vcenter(state: BuildState) -> None:
@@ -177,7 +199,10 @@ def preflight(state: BuildState, run: Run) -> None:
         state.vcenter_version = f"{about.fullName}"
         run.say(f"preflight: {state.connection.server} answers over pinned TLS: "
                 f"{state.vcenter_version}")
+        _recover_killed_builds(service, state, run)
         _check_target(service, state)
+        state.cache_folder_new = not datastore_folder_exists(
+            service, state.datacenter, state.datastore, SEED_FOLDER)
     run.say(f"preflight: cluster {state.resolved.values['cluster']} can create "
             f"{hardware.vmx_name(state.vmx)}")
     _check_packer_trusts_vcenter(state)
@@ -199,6 +224,14 @@ def render_vars(state: BuildState, run: Run) -> None:
     state.staging = staging
     run.on_failure("remove the partial output folder",
                    lambda: shutil.rmtree(staging, ignore_errors=True))
+    # In the system temp dir, not the output folder: Packer's plugin sockets live in TMPDIR
+    # and a unix socket path is limited to 108 bytes.
+    temp_dir = Path(tempfile.mkdtemp(prefix="ovapipe-packer-"))
+    state.temp_dir = temp_dir
+    run.always("remove Packer's temporary folder",
+               lambda: shutil.rmtree(temp_dir, ignore_errors=True))
+    assert state.marked is not None
+    state.marked.update(staging=str(staging), temp_dir=str(temp_dir))
     write_json(staging / PACKER_VARS_FILE, state.resolved.packer_vars())
     run.say(f"render vars: {staging / PACKER_VARS_FILE}")
 
@@ -211,8 +244,23 @@ def _delete_build_vm(state: BuildState) -> None:
         destroy_vm(service, state.name, state.datacenter)
 
 
+def _delete_seed_iso(state: BuildState) -> None:
+    from ovapipe.vsphere.connect import session
+
+    assert state.marked is not None
+    iso = state.marked.marker.seed_iso
+    if not iso:
+        return
+    with session(state.connection) as service:
+        delete_seed_iso(service, state.datacenter, state.datastore, iso,
+                        remove_folder=state.cache_folder_new)
+
+
 def packer_build(state: BuildState, run: Run) -> None:
     assert state.packer is not None and state.staging is not None
+    assert state.marked is not None
+    # Registered before the VM's deletion, so it runs after it (the VM mounts the ISO).
+    run.always("delete the seed ISO from the datastore", lambda: _delete_seed_iso(state))
     # Packer deletes its VM on failure and Ctrl-C; this also covers Packer being killed and
     # failures after the build (export, assembly). preflight made sure no VM had this name.
     description = f"delete build VM {state.name}"
@@ -231,6 +279,9 @@ def packer_build(state: BuildState, run: Run) -> None:
         secrets=list(state.resolved.secrets.values()),
         on_error=state.request.on_error,
         echo=state.log,
+        temp_dir=state.temp_dir,
+        started=state.marked.packer_started,
+        on_line=state.marked.packer_line,
     )
 
 
@@ -352,14 +403,25 @@ def write_output(state: BuildState, run: Run) -> None:
     run.say(f"output: {final}/")
 
 
+def _step(name: str, action: Callable[[BuildState, Run], None]) -> Step[BuildState]:
+    """A step with a fault-injection point ``build.<name>.before`` (docs/faults.md)."""
+    point = f"build.{name.replace(' ', '-')}.before"
+
+    def run(state: BuildState, steps_run: Run) -> None:
+        checkpoint(point)
+        action(state, steps_run)
+
+    return Step(name, run)
+
+
 STEPS: Final = (
-    Step("preflight", preflight),
-    Step("render vars", render_vars),
-    Step("packer build", packer_build),
-    Step("export disks", export_disks),
-    Step("assemble OVA", assemble),
-    Step("validate-ova", validate),
-    Step("write output", write_output),
+    _step("preflight", preflight),
+    _step("render vars", render_vars),
+    _step("packer build", packer_build),
+    _step("export disks", export_disks),
+    _step("assemble OVA", assemble),
+    _step("validate-ova", validate),
+    _step("write output", write_output),
 )
 
 
@@ -384,9 +446,15 @@ def build_ova(
     state = BuildState(request, resolved, connection, env, log, _git_commit())
     run = Run(log=log)
     started = time.monotonic()
+    request.out.mkdir(parents=True, exist_ok=True)
+    # Written before anything exists; removed only once every cleanup has run.
+    state.marked = MarkedRun(request.out, RunMarker(state.name, state.datacenter,
+                                                    state.datastore))
+    state.marked.update()
     try:
         run_steps(STEPS, state, run=run, keep_on_error=request.on_error == "abort")
     finally:
+        state.marked.remove()  # cleanups ran (or --on-error abort keeps things on purpose)
         if state.packer_log is not None and state.packer_log.exists():
             log.write(f"packer log kept: {state.packer_log}\n")
     assert state.output is not None and state.ova is not None

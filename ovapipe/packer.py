@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
@@ -28,8 +29,13 @@ MIN_VERSION: Final = (1, 6, 6)
 # Packer 1.7 moved vsphere-iso into a plugin declared with required_plugins (packer init).
 PLUGINS_FROM: Final = (1, 7, 0)
 PLUGINS_DIR: Final = PACKER_DIR / "plugins"
-# Seconds Packer gets to clean up after SIGINT before it is killed.
-INTERRUPT_GRACE: Final = 600.0
+# Seconds Packer gets to clean up after SIGINT before it is killed (a second Ctrl-C kills it
+# at once); ovapipe then deletes the build VM itself, and the next run removes what is left.
+INTERRUPT_GRACE: Final = 60.0
+# Seconds a whole ``packer build`` may take (OVAPIPE_PACKER_TIMEOUT); its own waits (boot,
+# shutdown_timeout) are bounded by the template, this bounds the stage.
+BUILD_TIMEOUT_ENV: Final = "OVAPIPE_PACKER_TIMEOUT"
+BUILD_TIMEOUT: Final = 4 * 3600.0
 
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
@@ -116,9 +122,10 @@ def init_plugins(info: PackerInfo, env: Mapping[str, str]) -> None:
 
 
 def validate(info: PackerInfo, template: Path, var_file: Path, env: Mapping[str, str]) -> None:
+    # TMPDIR: the folder of the var file, which the caller removes (no packer_to_cdrom* left).
     _run(
         [str(info.path), "validate", f"-var-file={var_file}", str(template)],
-        env, f"packer validate {template.name}", 600,
+        {**env, "TMPDIR": str(var_file.parent)}, f"packer validate {template.name}", 600,
     )
 
 
@@ -129,22 +136,58 @@ def _scrub(line: str, secrets: Sequence[str]) -> str:
     return line
 
 
+class _KillNow(Exception):
+    """A second Ctrl-C/SIGTERM while Packer cleans up."""
+
+
 @contextlib.contextmanager
-def _second_interrupt_ignored(notice: IO[str]) -> Iterator[None]:
-    """While Packer cleans up, another Ctrl-C only says so (killing it would leak the VM)."""
+def _second_interrupt_kills(notice: IO[str]) -> Iterator[None]:
+    """While Packer cleans up, another Ctrl-C/SIGTERM stops waiting for it: it is killed, and
+    ovapipe's own cleanup (bounded) deletes the build VM."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def note(_signum: int, _frame: object) -> None:
-        print("ovapipe: waiting for Packer to clean up (it was sent SIGINT)", file=notice,
-              flush=True)
+    def kill_now(_signum: int, _frame: object) -> None:
+        print("ovapipe: interrupted again: killing Packer now; its build VM and seed ISO may "
+              "be left if ovapipe's own cleanup cannot finish (the next build removes them)",
+              file=notice, flush=True)
+        raise _KillNow
 
-    previous = signal.signal(signal.SIGINT, note)
+    previous = {sig: signal.signal(sig, kill_now) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def build_timeout(env: Mapping[str, str]) -> float:
+    text = env.get(BUILD_TIMEOUT_ENV)
+    if not text:
+        return BUILD_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"{BUILD_TIMEOUT_ENV}={text!r}: expected seconds, e.g. 14400") from None
+    if seconds <= 0:
+        raise ConfigError(f"{BUILD_TIMEOUT_ENV}={text!r}: must be more than 0 seconds")
+    return seconds
+
+
+def _stop(process: subprocess.Popen[str], echo: IO[str], why: str) -> None:
+    """SIGINT to Packer's group, wait for its cleanup (bounded), SIGKILL if it does not end."""
+    with _second_interrupt_kills(echo):
+        echo.write(f"ovapipe: {why}: stopping Packer (SIGINT) and waiting for its cleanup\n")
+        echo.flush()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=INTERRUPT_GRACE)
+        except (subprocess.TimeoutExpired, _KillNow):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 def _last_error(lines: Sequence[str]) -> str:
@@ -165,13 +208,22 @@ def build(
     secrets: Sequence[str] = (),
     on_error: str = "cleanup",
     echo: IO[str] | None = None,
+    temp_dir: Path | None = None,
+    started: Callable[[int], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> None:
     """``packer build``; output goes to ``echo`` (stderr) and ``log_path`` line by line.
 
-    Raises BuildError when Packer fails, KeyboardInterrupt after Packer has stopped and
-    cleaned up in response to a Ctrl-C.
+    Packer runs in its own process group (``started`` gets its pid = group id, for the run
+    marker) with TMPDIR set to ``temp_dir``, so its seed folders (``packer_to_cdrom*``, with the
+    autoinstall user-data) land in a folder the caller owns and removes. Raises BuildError
+    when Packer fails or overruns OVAPIPE_PACKER_TIMEOUT, KeyboardInterrupt after Packer has
+    stopped and cleaned up in response to a Ctrl-C.
     """
     echo = echo or sys.stderr
+    timeout = build_timeout(env)
+    if temp_dir is not None:
+        env = {**env, "TMPDIR": str(temp_dir)}
     argv = [
         str(info.path), "build", "-color=false", "-timestamp-ui", f"-on-error={on_error}",
         f"-var-file={var_file}", str(template),
@@ -198,32 +250,33 @@ def build(
                 echo.flush()
                 tail.append(line)
                 del tail[:-50]
+                if on_line is not None:
+                    on_line(line)
 
         reader = threading.Thread(target=copy_output, name="packer-output", daemon=True)
         reader.start()
+        overran = False
         try:
-            while reader.is_alive():
+            if started is not None:
+                started(process.pid)
+            deadline = time.monotonic() + timeout
+            while reader.is_alive() and time.monotonic() < deadline:
                 reader.join(timeout=0.2)
+            if reader.is_alive():
+                overran = True
+                _stop(process, echo, f"packer build still running after {timeout:.0f} s")
         except KeyboardInterrupt:
             interrupted = True
-            with _second_interrupt_ignored(echo):
-                echo.write("ovapipe: Ctrl-C: stopping Packer (SIGINT) and waiting for its "
-                           "cleanup\n")
-                echo.flush()
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGINT)
-                try:
-                    process.wait(timeout=INTERRUPT_GRACE)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-                reader.join(timeout=30)
-        returncode = process.wait()
+            _stop(process, echo, "Ctrl-C")
+        reader.join(timeout=30)
+        returncode = process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
     if interrupted:
         raise KeyboardInterrupt
+    if overran:
+        raise BuildError(f"packer build did not finish within {timeout:.0f} s "
+                         f"({BUILD_TIMEOUT_ENV}); it was stopped (log: {log_path})")
     if returncode != 0:
         raise BuildError(
             f"packer build failed (exit {returncode}): {_last_error(tail)} (log: {log_path})"

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +43,7 @@ def sets(name: str, *extra: str) -> list[str]:
 
 def build_env(sim: Any) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("VSPHERE_", "PKR_VAR_"))}
-    return {**clean, **sim.env, **PLACEMENT}
+    return {**clean, **sim.env, **PLACEMENT, "TMPDIR": str(BUILD_TMPDIR)}
 
 
 def invoke_argv(out: Path, *args: str) -> list[str]:
@@ -61,6 +63,53 @@ def vm_names(sim: Any) -> list[str]:
 
     with session(sim.connection) as service:
         return sorted(vm.name for vm in retrieve(service, vim.VirtualMachine, ["name"]))
+
+
+def datastore_files(sim: Any, datastore: str = "LocalDS_0") -> list[str]:
+    """Every file on the datastore, as vCenter's datastore browser lists it."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.inventory import retrieve
+    from ovapipe.vsphere.tasks import wait_for_task
+
+    with session(sim.connection) as service:
+        (store,) = [d.obj for d in retrieve(service, vim.Datastore, ["name"])
+                    if d.name == datastore]
+        spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*"])
+        results = wait_for_task(store.browser.SearchDatastoreSubFolders_Task(
+            datastorePath=f"[{datastore}]", searchSpec=spec), "browse the datastore")
+        return sorted(f"{r.folderPath.rstrip('/')}/{f.path}" for r in results
+                      for f in (r.file or []))
+
+
+# The temp dir of every build-ova this module runs (other processes share /tmp).
+BUILD_TMPDIR = Path(tempfile.mkdtemp(prefix="ovapipe-test-build-"))
+
+
+def seed_leftovers(sim: Any) -> dict[str, list[str]]:
+    """Anything a build left in its temp dir; seed ISOs on the datastore (issue 17.8)."""
+    return {"temp": sorted(p.name for p in BUILD_TMPDIR.iterdir()),
+            "datastore": [f for f in datastore_files(sim)
+                          if "packer_cache" in f and f.endswith(".iso")]}
+
+
+@pytest.fixture(autouse=True)
+def no_seed_leftovers(request: pytest.FixtureRequest) -> Any:
+    """After every build test: nothing in the temp dir (Packer's packer_to_cdrom* folders hold
+    the autoinstall user-data), no seed ISO on the datastore."""
+    if "build_sim" not in request.fixturenames or "on_error_abort" in request.node.name:
+        yield  # --on-error abort keeps everything on purpose
+        return
+    sim = request.getfixturevalue("build_sim")
+    yield
+    assert seed_leftovers(sim) == {"temp": [], "datastore": []}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_build_tmpdir() -> Any:
+    yield
+    shutil.rmtree(BUILD_TMPDIR, ignore_errors=True)
 
 
 def leftovers(out: Path) -> list[str]:
@@ -228,7 +277,8 @@ def test_preflight_refuses_an_existing_vm_of_the_same_name(
     assert result.returncode == 2
     assert (
         f"error: step 'preflight' failed: a VM named {existing} already exists in datacenter "
-        "DC0: delete it, or build under another name with --set vm_name=..."
+        "DC0 and no killed build of this output folder left it: delete it, or build under "
+        "another name (build-ova: --set vm_name=...; nightly: a new run, without --resume)"
     ) in result.stderr
     assert vm_names(build_sim) == before
 
@@ -241,3 +291,32 @@ def test_on_error_abort_keeps_everything_for_debugging(build_sim: Any, tmp_path:
     assert "error: step 'packer build' failed" in result.stderr
     assert name in vm_names(build_sim)
     assert any(p.startswith(f".{name}.partial-") for p in leftovers(tmp_path))
+
+
+def test_a_killed_build_is_cleaned_up_by_the_next_one(build_sim: Any, tmp_path: Path) -> None:
+    """Issue 12.2: SIGKILL during packer build left Packer running, its VM and seed ISO."""
+    name = "ovapipe-killed"
+    out = tmp_path / "output"
+    before = vm_names(build_sim)
+    process = subprocess.Popen(invoke_argv(out, *sets(name, "shutdown_timeout=5m")),
+                               cwd=REPO_ROOT, env=build_env(build_sim), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: name in vm_names(build_sim), "the build VM")
+        (marker_file,) = out.glob(f".{name}.*.run.json")
+        marker = json.loads(marker_file.read_text())
+        os.kill(process.pid, signal.SIGKILL)  # only ovapipe: Packer is in its own group
+        process.communicate(timeout=60)
+        assert marker["packer_pid"] and os.getpgid(marker["packer_pid"]) == marker["packer_pid"]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert name in vm_names(build_sim)  # the orphan the next run must remove
+
+    again = run_build(build_sim, out, *sets(name))
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "removed what a killed build left: build VM ovapipe-killed" in again.stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(marker["packer_pid"], 0)
+    assert vm_names(build_sim) == before
+    assert leftovers(out) == [name]
