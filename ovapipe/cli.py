@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
+import ssl
 import sys
 import traceback
 from collections.abc import Iterator
@@ -23,6 +25,11 @@ def exits() -> Iterator[None]:
         raise Exit(f"error: {exc.message}", exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit(f"error: {Interrupted('interrupted').message}", Interrupted.exit_code) from None
+    except (ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException) as exc:
+        from ovapipe.vsphere.tasks import fault_message
+
+        raise Exit(f"error: the connection to vCenter failed: {fault_message(exc)} "
+                   "(each request waits at most VSPHERE_TIMEOUT seconds)", 1) from None
     except Exception as exc:
         if os.environ.get("OVAPIPE_DEBUG"):
             traceback.print_exc()

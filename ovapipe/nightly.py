@@ -9,6 +9,7 @@ deletes only templates the nightly job made (marked in their annotation).
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import os
 import subprocess
@@ -110,6 +111,12 @@ class _Stages:
             raise Interrupted(f"interrupted during {stage} [{target}]") from exc
         except OvapipeError as exc:
             self._failed(stage, target, started, clock, exc.message)
+            return False
+        except (ConnectionError, TimeoutError, http.client.HTTPException) as exc:
+            from ovapipe.vsphere.tasks import fault_message
+
+            self._failed(stage, target, started, clock,
+                         f"the connection to vCenter failed: {fault_message(exc)}")
             return False
         except Exception as exc:
             # Unattended: the report must name the stage even when ovapipe itself is at fault.

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ovapipe import config
+from ovapipe.errors import Interrupted
 from ovapipe.nightly import NIGHTLY_BUILD_FACT, NightlyRequest, build_stamp, run_nightly
 from ovapipe.paths import REPO_ROOT, VARS_DIR
 from ovapipe.vsphere.lock import NightlyLock, lock_folder
@@ -184,10 +185,11 @@ def test_a_stage_that_breaks_is_recorded_not_lost(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     assert stages.run("publish", "p/DC0", broken) is False
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):
         stages.run("gpus", "p/DC0", interrupted)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert [(s["stage"], s["status"]) for s in saved["stages"]] == [
-        ("publish", "failed"), ("gpus", "failed")]
+        ("publish", "failed"), ("gpus", "interrupted")]
+    assert saved["ok"] is False
     assert saved["stages"][0]["message"] == "internal error: KeyError: 'vm_name'"
     assert saved["stages"][1]["message"] == "interrupted (Ctrl-C or SIGTERM)"
