@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from test_nightly import PROFILE, env_for, inventory, request, sim  # noqa: F401
 from ovapipe.errors import Interrupted
 from ovapipe.faults import ENV_FAULT, _fired
 from ovapipe.nightly import run_nightly
+from ovapipe.paths import REPO_ROOT
 from ovapipe.vsphere.lock import lock_folder
 
 pytestmark = [pytest.mark.simulator, pytest.mark.packer, pytest.mark.slow]
@@ -47,3 +51,48 @@ def test_an_interrupt_at_a_stage_stops_the_job_and_never_reads_green(
     monkeypatch.delenv(ENV_FAULT)
     again = run_nightly(request(tmp_path, resume=True), env_for(sim), log=io.StringIO())
     assert again.ok, again.summary()
+
+
+KILLED_RUN = """
+import io, sys
+from pathlib import Path
+sys.path.insert(0, "tests")
+from test_nightly import request
+from ovapipe.nightly import run_nightly
+import os
+report = run_nightly(request(Path(sys.argv[1]), resume=sys.argv[2] == "resume"), dict(os.environ),
+                     log=sys.stderr)
+print(report.summary())
+sys.exit(0 if report.ok else 1)
+"""
+
+
+def run_in_process(simulator: Any, tmp: Path, *, resume: bool, fault: str | None
+                   ) -> subprocess.CompletedProcess[str]:
+    env = env_for(simulator)
+    env.pop(ENV_FAULT, None)
+    if fault:
+        env[ENV_FAULT] = fault
+    return subprocess.run([sys.executable, "-c", KILLED_RUN, str(tmp),
+                           "resume" if resume else "fresh"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("point", ["build.export-disks.before", "nightly.validate-ova.before",
+                                   "nightly.validate-template.before"])
+def test_resume_after_a_sigkill_finishes_the_run_with_one_report(
+        sim: Any, tmp_path: Path, point: str) -> None:  # noqa: F811
+    before = inventory(sim)
+    killed = run_in_process(sim, tmp_path, resume=False, fault=f"{point}=kill")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+
+    resumed = run_in_process(sim, tmp_path, resume=True, fault=None)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-4000:]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["ok"] is True
+    statuses = [(s["stage"], s["status"]) for s in report["stages"]]
+    assert len({stage for stage, _ in statuses}) == len(statuses)  # one entry per stage
+    after = inventory(sim)
+    (template,) = [name for name in after if name not in before]
+    assert after[template][0] is True  # the one new thing is the template
+    assert list(tmp_path.glob(".*.run.json")) == [] and list(tmp_path.glob(".*.partial-*")) == []
