@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from ovapipe.paths import REPO_ROOT
 from ovapipe.vsphere.lock import lock_folder
 
 pytestmark = [pytest.mark.simulator, pytest.mark.packer, pytest.mark.slow]
+
+OTHER_PROFILE = "ubuntu-2204-efi"
 
 
 @pytest.mark.parametrize("fault", ["nightly.validate-template.before=term",
@@ -96,3 +99,56 @@ def test_resume_after_a_sigkill_finishes_the_run_with_one_report(
     (template,) = [name for name in after if name not in before]
     assert after[template][0] is True  # the one new thing is the template
     assert list(tmp_path.glob(".*.run.json")) == [] and list(tmp_path.glob(".*.partial-*")) == []
+
+
+PROFILE_RUN = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, "tests")
+from test_nightly import request
+from dataclasses import replace
+from ovapipe.nightly import run_nightly
+report = run_nightly(replace(request(Path(sys.argv[1])), profiles=(sys.argv[2],)),
+                     dict(os.environ), log=sys.stderr)
+print(report.summary())
+sys.exit(0 if report.ok else 1)
+"""
+
+
+def test_two_profiles_run_at_once_and_both_succeed(
+        make_simulator: Any, efi_vmdk: Path, tmp_path: Path) -> None:
+    """Issue 19.1: one vCenter-wide lock made the second matrix job fail every night."""
+    both = make_simulator(installer_vm="ubuntu-*", installer_disk=efi_vmdk, installer_seconds=2)
+    go = tmp_path / "go"
+
+    def start(profile: str, folder: str, fault: str | None = None) -> subprocess.Popen[str]:
+        env = env_for(both)
+        if fault:
+            env[ENV_FAULT] = fault
+        return subprocess.Popen([sys.executable, "-c", PROFILE_RUN, str(tmp_path / folder),
+                                 profile], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    # The first run of PROFILE holds its lock and waits at its first stage until told to go.
+    first = start(PROFILE, "first", f"nightly.vars.before=wait:{go}")
+    other = start(OTHER_PROFILE, "other")
+    try:
+        deadline = time.monotonic() + 120
+        while f"folder:{lock_folder(PROFILE)}" not in inventory(both) and \
+                time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.1)  # waiting for the lock folder to appear (the event itself)
+        second = start(PROFILE, "second")
+        second_out, _ = second.communicate(timeout=600)
+        go.touch()
+        (first_out, first_err), (other_out, other_err) = (
+            p.communicate(timeout=900) for p in (first, other))
+    finally:
+        go.touch()
+        for process in (first, other):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert second.returncode == 1, second_out
+    assert f"NIGHTLY FAILED at lock [{PROFILE}]: another nightly run holds" in second_out
+    assert first.returncode == 0, first_out + first_err[-3000:]
+    assert other.returncode == 0, other_out + other_err[-3000:]
