@@ -152,3 +152,19 @@ def test_two_profiles_run_at_once_and_both_succeed(
     assert f"NIGHTLY FAILED at lock [{PROFILE}]: another nightly run holds" in second_out
     assert first.returncode == 0, first_out + first_err[-3000:]
     assert other.returncode == 0, other_out + other_err[-3000:]
+
+
+def test_a_report_interrupted_between_stages_is_never_green(tmp_path: Path) -> None:
+    from ovapipe.report import NightlyReport, StageResult
+
+    report = NightlyReport("id", "2026-11-28T03:00:00+00:00")
+    report.stages.append(StageResult("publish", "ok", "2026-11-28T03:00:00+00:00", 1.0, "p/DC0"))
+    report.interrupt("interrupted between stages (Ctrl-C or SIGTERM)")
+    report.write(tmp_path)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["ok"] is False and saved["interrupted"]
+    junit = ET.parse(tmp_path / "junit.xml").getroot()
+    assert junit.get("errors") == "1"
+    assert [c.get("name") for c in junit.iter("testcase") if c.find("error") is not None] == \
+        ["interrupted"]
+    assert report.summary().startswith("NIGHTLY INTERRUPTED")
