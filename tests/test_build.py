@@ -84,7 +84,7 @@ def datastore_files(sim: Any, datastore: str = "LocalDS_0") -> list[str]:
 
 
 # The temp dir of every build-ova this module runs (other processes share /tmp).
-BUILD_TMPDIR = Path(tempfile.mkdtemp(prefix="ovapipe-test-build-"))
+BUILD_TMPDIR = Path(tempfile.gettempdir()) / f"ovapipe-test-build-{os.getpid()}"
 
 
 def seed_leftovers(sim: Any) -> dict[str, list[str]]:
@@ -98,9 +98,11 @@ def seed_leftovers(sim: Any) -> dict[str, list[str]]:
 def no_seed_leftovers(request: pytest.FixtureRequest) -> Any:
     """After every build test: nothing in the temp dir (Packer's packer_to_cdrom* folders hold
     the autoinstall user-data), no seed ISO on the datastore."""
+    BUILD_TMPDIR.mkdir(exist_ok=True)
     if "build_sim" not in request.fixturenames or "on_error_abort" in request.node.name:
         yield  # --on-error abort keeps everything on purpose
         return
+    BUILD_TMPDIR.mkdir(exist_ok=True)
     sim = request.getfixturevalue("build_sim")
     yield
     assert seed_leftovers(sim) == {"temp": [], "datastore": []}

@@ -187,3 +187,51 @@ def test_ctrl_c_sends_sigint_to_packer_and_waits_for_its_cleanup(tmp_path: Path)
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip(reason="process groups and signals as on Linux")
+
+
+def _signal_when(log: Path, text: str) -> None:
+    """SIGINT to this process once ``text`` appears in Packer's log (the event itself)."""
+    def watch() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if log.exists() and text in log.read_text():
+                break
+            time.sleep(0.05)
+        signal.raise_signal(signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def test_packer_gets_a_temp_dir_of_its_own(tmp_path: Path) -> None:
+    info = packer.PackerInfo(fake_packer(tmp_path, "exit 0"), "1.6.6")
+    own = tmp_path / "packer-tmp"
+    own.mkdir()
+    with open(os.devnull, "w") as sink:
+        packer.build(info, TEMPLATE, tmp_path / "v.json", {"PATH": os.environ["PATH"]},
+                     tmp_path / "p.log", echo=sink, temp_dir=own)
+    assert f"TMPDIR={own}" in (tmp_path / "env").read_text().splitlines()
+
+
+def test_a_packer_build_that_overruns_its_bound_is_stopped(tmp_path: Path) -> None:
+    body = 'trap "echo stopped; exit 1" INT\nwhile true; do sleep 0.1; done'
+    info = packer.PackerInfo(fake_packer(tmp_path, body), "1.6.6")
+    env = {"PATH": os.environ["PATH"], packer.BUILD_TIMEOUT_ENV: "1"}
+    with pytest.raises(BuildError, match="did not finish within 1 s"), \
+            open(os.devnull, "w") as sink:
+        packer.build(info, TEMPLATE, tmp_path / "v.json", env, tmp_path / "p.log", echo=sink)
+
+
+def test_a_second_ctrl_c_kills_a_packer_that_does_not_stop(tmp_path: Path) -> None:
+    """Before: a second Ctrl-C was ignored for up to 600 s while Packer 'cleaned up'."""
+    body = textwrap.dedent("""\
+        trap 'echo ignoring' INT
+        echo started
+        while true; do sleep 0.1; done
+        """)
+    info = packer.PackerInfo(fake_packer(tmp_path, body), "1.6.6")
+    log = tmp_path / "p.log"
+    _signal_when(log, "started")
+    _signal_when(log, "ignoring")
+    with pytest.raises(KeyboardInterrupt), open(os.devnull, "w") as sink:
+        packer.build(info, TEMPLATE, tmp_path / "v.json", {"PATH": os.environ["PATH"]}, log,
+                     echo=sink)
