@@ -97,6 +97,9 @@ def test_a_connection_that_fails_mid_session_gives_a_bounded_one_line_error(
 
     text = fault_message(error)
     assert "\n" not in text and ("connection lost" in text or "no answer" in text), text
+    if mode == "stall":  # the error names the request that was waited for
+        assert f"no answer within {BOUND} s to RetrievePropertiesEx" in text or \
+            f"no answer within {BOUND} s to RetrieveServiceContent" in text, text
 
 
 def test_a_stopped_server_fails_within_the_timeout_and_the_rerun_succeeds(simulator: Any) -> None:

@@ -126,6 +126,45 @@ def api_version(connection: Connection, context: ssl.SSLContext) -> str:
                        ", none of which this pyVmomi speaks")
 
 
+class NoAnswer(VSphereError, OSError):
+    """A vCenter request got no (or a broken) answer; still an OSError for retry logic."""
+
+    def __init__(self, message: str) -> None:
+        VSphereError.__init__(self, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _name_the_request(service: Any, connection: Connection) -> None:
+    """Make every request of ``service`` that times out or loses its connection say which
+    request it was and on which server (one line), instead of a bare ``timed out``."""
+    stub = service._stub
+    invoke = stub.InvokeMethod
+
+    def invoke_method(mo: Any, info: Any, args: Any, *more: Any) -> Any:
+        try:
+            return invoke(mo, info, args, *more)
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, NoAnswer):
+                raise
+            what = f"{getattr(info, 'wsdlName', '?')} on {getattr(mo, '_moId', '?')}"
+            if isinstance(exc, TimeoutError):
+                raise NoAnswer(f"{connection.server}: no answer within "
+                               f"{_timeout_of(stub, connection):g} s to {what} "
+                               "(VSPHERE_TIMEOUT)") from None
+            raise NoAnswer(f"{connection.server}: {what}: {fault_message(exc)}") from None
+
+    stub.InvokeMethod = invoke_method
+
+
+def _timeout_of(stub: Any, connection: Connection) -> float:
+    scheme_args = getattr(stub, "schemeArgs", None)
+    if isinstance(scheme_args, dict) and scheme_args.get("timeout"):
+        return float(scheme_args["timeout"])
+    return connection.timeout
+
+
 def _no_answer(connection: Connection, what: str) -> VSphereError:
     return VSphereError(f"{connection.server}: no answer within {connection.timeout:g} s while "
                         f"{what} (VSPHERE_TIMEOUT)")
@@ -147,7 +186,7 @@ def open_service(connection: Connection) -> Any:
     context = pinned_context(connection) if connection.thumbprint else _unverified_context()
     try:
         version = api_version(connection, context)
-        return pyvim_connect.Connect(
+        service = pyvim_connect.Connect(
             host=connection.host,
             port=connection.port,
             user=connection.username,
@@ -173,6 +212,9 @@ def open_service(connection: Connection) -> Any:
         raise VSphereError(f"{connection.server}: cannot connect: {exc}") from None
     except Exception as exc:
         raise VSphereError(f"{connection.server}: cannot log in: {fault_message(exc)}") from None
+    else:
+        _name_the_request(service, connection)
+        return service
     # pyVmomi drops a failed login's stub with its socket still open: close it now, quietly.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)

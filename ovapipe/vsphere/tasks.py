@@ -6,7 +6,7 @@ import http.client
 import time
 from typing import Any, Final
 
-from ovapipe.errors import VSphereError
+from ovapipe.errors import OvapipeError, VSphereError
 
 # Fields that name what a fault is about, most specific first (FileFault.file, DuplicateName.
 # object/name, ManagedObjectNotFound.obj, InvalidDatastorePath.datastorePath, ...).
@@ -45,6 +45,8 @@ def fault_message(fault: Any) -> str:
     """
     if fault is None:
         return "unknown error"
+    if isinstance(fault, OvapipeError):
+        return fault.message
     inner = getattr(fault, "fault", None)
     if inner is not None and not _text(fault):
         return fault_message(inner)  # a LocalizedMethodFault wrapper without text of its own
