@@ -98,16 +98,37 @@ class MarkedRun:
             self.path.unlink()
 
 
+def _group_members(pgid: int, started_at: str) -> list[int]:
+    """Processes of group ``pgid`` started no earlier than its leader (``started_at``).
+
+    Packer's plugins live in its group and can outlive a Packer that died (SIGPIPE once
+    ovapipe was gone); a later, unrelated group with the same id started before nothing of it.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            rest = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(rest) > 19 and rest[0] != "Z" and rest[2] == str(pgid) \
+                and int(rest[19]) >= int(started_at):
+            members.append(int(entry.name))
+    return members
+
+
 def _kill_packer(marker: RunMarker) -> None:
-    if marker.packer_pid and marker.packer_start and \
-            process_start(marker.packer_pid) == marker.packer_start:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(marker.packer_pid, signal.SIGKILL)
-        # Its folders are removed next: wait (bounded) until it can no longer write there.
-        deadline = time.monotonic() + 10
-        while process_start(marker.packer_pid) == marker.packer_start and \
-                time.monotonic() < deadline:
-            time.sleep(0.05)
+    if not (marker.packer_pid and marker.packer_start):
+        return
+    deadline = time.monotonic() + 10
+    # Its folders are removed next: wait (bounded) until no process of it can write there.
+    while (members := _group_members(marker.packer_pid, marker.packer_start)) and \
+            time.monotonic() < deadline:
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def delete_seed_iso(service: Any, datacenter_name: str, datastore: str, iso: str,
