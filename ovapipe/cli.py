@@ -31,6 +31,10 @@ def exits() -> Iterator[None]:
         raise Exit(f"error: the connection to vCenter failed: {fault_message(exc)} "
                    "(each request waits at most VSPHERE_TIMEOUT seconds)", 1) from None
     except Exception as exc:
+        from ovapipe.vsphere.tasks import vsphere_fault
+
+        if (fault := vsphere_fault(exc)) is not None:
+            raise Exit(f"error: {fault.message}", fault.exit_code) from None
         if os.environ.get("OVAPIPE_DEBUG"):
             traceback.print_exc()
         raise Exit(

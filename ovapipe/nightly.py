@@ -119,8 +119,11 @@ class _Stages:
                          f"the connection to vCenter failed: {fault_message(exc)}")
             return False
         except Exception as exc:
+            from ovapipe.vsphere.tasks import vsphere_fault
+
             # Unattended: the report must name the stage even when ovapipe itself is at fault.
-            self._failed(stage, target, started, clock,
+            fault = vsphere_fault(exc)
+            self._failed(stage, target, started, clock, fault.message if fault else
                          f"internal error: {type(exc).__name__}: {exc}")
             return False
         self._add(StageResult(stage, "ok", started, time.monotonic() - clock, target,

@@ -218,6 +218,8 @@ def run_steps(
         except Exception as exc:
             if not keep_on_error:
                 run.unwind(failed=True)
-            raise StepFailed(current, exc) from exc
+            from ovapipe.vsphere.tasks import vsphere_fault
+
+            raise StepFailed(current, vsphere_fault(exc) or exc) from exc
         run.unwind(failed=False)
     return run

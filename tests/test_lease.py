@@ -415,3 +415,19 @@ def test_fault_message_is_one_line_with_type_object_and_message() -> None:
     assert fault_message(gone) == \
         "ManagedObjectNotFound VirtualMachine:vm-42: The object has already been deleted"
     assert fault_message(TimeoutError("timed out")) == "no answer from the server (timed out)"
+
+
+def test_an_unwrapped_vsphere_fault_fails_its_step_in_one_line() -> None:
+    """Issue 12: faults reached the user as pyVmomi dumps (``FileAlreadyExists {...}``)."""
+    from pyVmomi import vim
+
+    from ovapipe.errors import StepFailed
+    from ovapipe.steps import Run, Step, run_steps
+
+    def create(_state: None, _run: Run) -> None:
+        raise vim.fault.FileAlreadyExists(file="[LocalDS_0] node/node.vmx")
+
+    with pytest.raises(StepFailed) as raised, open(os.devnull, "w") as sink:
+        run_steps([Step("import", create)], None, run=Run(log=sink))
+    assert raised.value.message == \
+        "step 'import' failed: vCenter: FileAlreadyExists [LocalDS_0] node/node.vmx"

@@ -89,3 +89,16 @@ def wait_for_task(task: Any, description: str, *, timeout: float = 3600, poll: f
                                f"after {timeout:.0f} s")
         time.sleep(poll)
         poll = min(poll * 1.5, 2.0)
+
+
+def vsphere_fault(exc: BaseException) -> VSphereError | None:
+    """A vSphere fault that escaped unwrapped, as a one-line VSphereError; None otherwise."""
+    import sys
+
+    if "pyVmomi" not in sys.modules:  # no vSphere call was made: it cannot be a fault
+        return None
+    from pyVmomi import vmodl
+
+    if isinstance(exc, vmodl.MethodFault):
+        return VSphereError(f"vCenter: {fault_message(exc)}")
+    return None
