@@ -102,6 +102,9 @@ def test_resume_after_a_sigkill_finishes_the_run_with_one_report(
     (template,) = [name for name in after if name not in before]
     assert after[template][0] is True  # the one new thing is the template
     assert list(tmp_path.glob(".*.run.json")) == [] and list(tmp_path.glob(".*.partial-*")) == []
+    from test_build import datastore_files
+
+    assert [f for f in datastore_files(sim) if "packer_cache/" in f] == []  # no seed ISO
 
 
 PROFILE_RUN = """
