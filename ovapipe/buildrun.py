@@ -112,7 +112,9 @@ def _group_members(pgid: int, started_at: str) -> list[int]:
             rest = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
         except OSError:
             continue
-        if len(rest) > 19 and rest[0] != "Z" and rest[2] == str(pgid) \
+        # Group (field 5) or session (field 6): Packer runs as a session leader, and a
+        # plugin that made a group of its own is still in that session.
+        if len(rest) > 19 and rest[0] != "Z" and str(pgid) in (rest[2], rest[3]) \
                 and int(rest[19]) >= int(started_at):
             members.append(int(entry.name))
     return members
@@ -220,6 +222,13 @@ def datastore_folder_exists(service: Any, datacenter_name: str, datastore: str,
     return True
 
 
+def _remove_tree(folder: Path) -> None:
+    """rmtree, again while something of the dead run still drops files in (bounded)."""
+    deadline = time.monotonic() + 10
+    while folder.exists() and time.monotonic() < deadline:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def dead_runs(out: Path) -> Iterator[tuple[Path, RunMarker]]:
     """Markers in ``out`` whose run is gone."""
     if not out.is_dir():
@@ -244,7 +253,7 @@ def recover(out: Path, service: Any, log: TextIO,
             removed.append(f"seed ISO [{marker.datastore}] {marker.seed_iso}")
         for folder in (marker.staging, marker.temp_dir):
             if folder and Path(folder).exists():
-                shutil.rmtree(folder, ignore_errors=True)
+                _remove_tree(Path(folder))
                 removed.append(f"folder {folder}")
         path.unlink(missing_ok=True)
         log.write(f"recovered a killed build (pid {marker.pid}, {marker.name}): removed "

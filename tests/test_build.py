@@ -318,6 +318,7 @@ def test_a_killed_build_is_cleaned_up_by_the_next_one(build_sim: Any, tmp_path: 
     again = run_build(build_sim, out, *sets(name))
     assert again.returncode == 0, again.stderr[-4000:]
     assert "removed what a killed build left: build VM ovapipe-killed" in again.stderr
+    assert not Path(marker["temp_dir"]).exists(), again.stderr[-3000:]
     with pytest.raises(ProcessLookupError):
         os.kill(marker["packer_pid"], 0)
     assert vm_names(build_sim) == before
