@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ovapipe import __version__, config, hardware, packer
-from ovapipe.buildrun import MarkedRun, RunMarker, datastore_folder_exists, delete_seed_iso
+from ovapipe.buildrun import (
+    MarkedRun,
+    RunMarker,
+    datastore_folder_exists,
+    delete_seed_iso,
+    remove_tree,
+)
 from ovapipe.config import Connection, connection_from_env
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.faults import checkpoint
@@ -228,8 +234,7 @@ def render_vars(state: BuildState, run: Run) -> None:
     # and a unix socket path is limited to 108 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="ovapipe-packer-"))
     state.temp_dir = temp_dir
-    run.always("remove Packer's temporary folder",
-               lambda: shutil.rmtree(temp_dir, ignore_errors=True))
+    run.always("remove Packer's temporary folder", lambda: remove_tree(temp_dir))
     assert state.marked is not None
     state.marked.update(staging=str(staging), temp_dir=str(temp_dir))
     write_json(staging / PACKER_VARS_FILE, state.resolved.packer_vars())

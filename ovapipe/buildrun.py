@@ -222,10 +222,13 @@ def datastore_folder_exists(service: Any, datacenter_name: str, datastore: str,
     return True
 
 
-def _remove_tree(folder: Path) -> None:
-    """rmtree, again while something of the dead run still drops files in (bounded)."""
+def remove_tree(folder: Path) -> None:
+    """rmtree, again while a process that is ending still drops files in (bounded): Packer's
+    plugins may still write their logs there for a moment after Packer itself exits."""
     deadline = time.monotonic() + 10
+    shutil.rmtree(folder, ignore_errors=True)
     while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -253,7 +256,7 @@ def recover(out: Path, service: Any, log: TextIO,
             removed.append(f"seed ISO [{marker.datastore}] {marker.seed_iso}")
         for folder in (marker.staging, marker.temp_dir):
             if folder and Path(folder).exists():
-                _remove_tree(Path(folder))
+                remove_tree(Path(folder))
                 removed.append(f"folder {folder}")
         path.unlink(missing_ok=True)
         log.write(f"recovered a killed build (pid {marker.pid}, {marker.name}): removed "
