@@ -459,6 +459,10 @@ def build_ova(
     try:
         run_steps(STEPS, state, run=run, keep_on_error=request.on_error == "abort")
     finally:
+        # Packer's TMPDIR holds the autoinstall user-data (a password hash): removed even
+        # with --on-error abort, which keeps the VM and the staging folder for debugging.
+        if state.temp_dir is not None:
+            remove_tree(state.temp_dir)
         state.marked.remove()  # cleanups ran (or --on-error abort keeps things on purpose)
         if state.packer_log is not None and state.packer_log.exists():
             log.write(f"packer log kept: {state.packer_log}\n")
