@@ -7,7 +7,7 @@ simulator's PropertyCollector.Fetch (a lazy ``vm.snapshot`` read does).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,30 +31,49 @@ def retrieve(
     service: Any, vimtype: Any, paths: Sequence[str], root: Any = None
 ) -> list[Found]:
     """Every object of ``vimtype`` under ``root`` (default: the root folder) with ``paths``."""
+    return retrieve_types(service, vimtype, {vimtype: paths}, root)
+
+
+def retrieve_types(
+    service: Any,
+    viewtype: Any,
+    specs: Mapping[Any, Sequence[str]],
+    root: Any = None,
+    *,
+    include_root: bool = False,
+) -> list[Found]:
+    """Every ``viewtype`` object under ``root``, with the paths ``specs`` names for its type.
+
+    One round trip (plus continuations) whatever the number of types; ``include_root``
+    adds ``root`` itself, which a container view leaves out.
+    """
     from pyVmomi import vmodl
 
     content = service.RetrieveContent()
-    view = content.viewManager.CreateContainerView(
-        root or content.rootFolder, [vimtype], True
-    )
+    container = root or content.rootFolder
+    view = content.viewManager.CreateContainerView(container, [viewtype], True)
+    collector_types = vmodl.query.PropertyCollector
     try:
-        spec = vmodl.query.PropertyCollector.FilterSpec(
-            objectSet=[
-                vmodl.query.PropertyCollector.ObjectSpec(
-                    obj=view,
-                    skip=True,
-                    selectSet=[
-                        vmodl.query.PropertyCollector.TraversalSpec(
-                            name="view", path="view", skip=False, type=type(view)
-                        )
-                    ],
-                )
-            ],
-            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vimtype, pathSet=list(paths))],
+        objects = [
+            collector_types.ObjectSpec(
+                obj=view,
+                skip=True,
+                selectSet=[
+                    collector_types.TraversalSpec(
+                        name="view", path="view", skip=False, type=type(view)
+                    )
+                ],
+            )
+        ]
+        if include_root:
+            objects.append(collector_types.ObjectSpec(obj=container, skip=False))
+        spec = collector_types.FilterSpec(
+            objectSet=objects,
+            propSet=[collector_types.PropertySpec(type=vimtype, pathSet=list(paths))
+                     for vimtype, paths in specs.items()],
         )
         collector = content.propertyCollector
-        options = vmodl.query.PropertyCollector.RetrieveOptions()
-        result = collector.RetrievePropertiesEx([spec], options)
+        result = collector.RetrievePropertiesEx([spec], collector_types.RetrieveOptions())
         found: list[Found] = []
         while result:
             for item in result.objects:
