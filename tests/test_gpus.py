@@ -148,9 +148,10 @@ def test_gpus_flags_esxi_67_hosts(make_simulator: Callable[..., Any]) -> None:
 def test_gpus_bad_names(simulator: Any) -> None:
     cluster = _invoke_gpus(simulator.env, "--datacenter", "DC0", "--cluster", "C9")
     assert cluster.returncode == 2
-    assert "cluster 'C9' not found in datacenter DC0; available: DC0_C0" in cluster.stderr
+    assert ("cluster 'C9' (--cluster) not found in datacenter /DC0; available: /DC0/host/DC0_C0"
+            in cluster.stderr)
     datacenter = _invoke_gpus(simulator.env, "--datacenter", "DC9")
-    assert datacenter.returncode == 2 and "available: DC0" in datacenter.stderr
+    assert datacenter.returncode == 2 and "available: /DC0" in datacenter.stderr
     assert "Traceback" not in cluster.stderr + datacenter.stderr
 
 

@@ -216,12 +216,13 @@ def test_esxi_67_is_refused_before_any_upload_naming_host_and_version(
 @pytest.mark.parametrize(
     ("changes", "error", "message"),
     [
-        ({"datacenters": ("DC9",)}, ConfigError, "datacenter 'DC9' not found; available: DC0"),
+        ({"datacenters": ("DC9",)}, ConfigError, "datacenter 'DC9' (--datacenter) not found; available: /DC0"),
         ({"datastore": "NoSuchDS"}, ConfigError,
-         "datastore 'NoSuchDS' not found in datacenter DC0; available: LocalDS_0"),
+         "datastore 'NoSuchDS' (--datastore) not found in datacenter /DC0; available: "
+         "/DC0/datastore/LocalDS_0"),
         ({"network": "NoSuchNet"}, ConfigError,
-         "network 'NoSuchNet' not found in datacenter DC0; available: "),
-        ({"cluster": "NoCluster"}, ConfigError, "cluster 'NoCluster' not found"),
+         "network 'NoSuchNet' (--network) not found in datacenter /DC0; available: "),
+        ({"cluster": "NoCluster"}, ConfigError, "'NoCluster' (--cluster) not found"),
         ({"name": "DC0_H0_VM0"}, CheckFailed,
          "/DC0/vm/DC0_H0_VM0 is a VM, not a template: ovapipe does not replace VMs"),
     ],
@@ -467,7 +468,7 @@ def test_a_missing_datacenter_among_several_names_it_and_keeps_the_others(
         run_publish(options(efi_ova, tmp_path, datacenters=("DC0", "DC7"), concurrency=2),
                     simulator.connection)
     assert "published to DC0" in str(failure.value)
-    assert "DC7: step 'preflight' failed: datacenter 'DC7' not found" in str(failure.value)
+    assert "DC7: step 'preflight' failed: datacenter 'DC7' (--datacenter) not found" in str(failure.value)
     assert failure.value.exit_code == 2
     assert read_template(simulator.connection, NAME)["config.template"] is True
 
@@ -623,12 +624,14 @@ def test_a_resource_pool_is_looked_up_in_the_given_cluster(sim_session: Any) -> 
     placement = resolve_placement(sim_session, request, [])
     assert placement.compute.name == "DC0_C0"
     assert placement.pool == placement.compute.get("resourcePool")
-    with pytest.raises(ConfigError, match=r"^resource pool 'Resources' exists in DC0_C0, DC0_H0 "
-                       r"of datacenter DC0: pass --cluster NAME too$"):
+    with pytest.raises(ConfigError, match=r"^resource pool 'Resources' \(--resource-pool\) is "
+                       r"ambiguous in datacenter /DC0: 2 match: /DC0/host/DC0_C0/Resources, "
+                       r"/DC0/host/DC0_H0/Resources; give the full path of one$"):
         resolve_placement(sim_session, PlacementRequest("DC0", resource_pool="Resources"), [])
-    with pytest.raises(ConfigError, match=r"^resource pool 'gpu' not found in cluster DC0_C0; "
-                       r"available: Resources$"):
+    with pytest.raises(ConfigError, match=r"^resource pool 'gpu' \(--resource-pool\) not found "
+                       r"in /DC0/host/DC0_C0; available: /DC0/host/DC0_C0/Resources\. Give "):
         resolve_placement(sim_session, PlacementRequest("DC0", "DC0_C0", "gpu"), [])
-    with pytest.raises(ConfigError, match=r"^resource pool 'gpu' not found in datacenter DC0; "
-                       r"available: Resources$"):
+    with pytest.raises(ConfigError, match=r"^resource pool 'gpu' \(--resource-pool\) not found "
+                       r"in datacenter /DC0; available: /DC0/host/DC0_C0/Resources, "
+                       r"/DC0/host/DC0_H0/Resources\. Give "):
         resolve_placement(sim_session, PlacementRequest("DC0", resource_pool="gpu"), [])

@@ -148,10 +148,11 @@ def test_a_bios_vm_fails_with_exit_1(simulator: Any) -> None:
 def test_a_missing_template_is_exit_2_without_traceback(simulator: Any) -> None:
     result = invoke(simulator.env, "validate-template", "--datacenter", "DC0", "--name", "nope")
     assert result.returncode == 2
-    assert "template 'nope' not found in datacenter DC0" in result.stderr
+    assert "VM or template 'nope' (--name) not found in datacenter /DC0" in result.stderr
     assert "Traceback" not in result.stderr
     result = invoke(simulator.env, "validate-template", "--datacenter", "DCX", "--name", "nope")
-    assert result.returncode == 2 and "datacenter 'DCX' not found; available: DC0" in result.stderr
+    assert result.returncode == 2
+    assert "datacenter 'DCX' (--datacenter) not found; available: /DC0" in result.stderr
 
 
 @pytest.mark.simulator
@@ -199,3 +200,21 @@ def test_min_vmx_accepts_the_vmx_spelling(simulator: Any) -> None:
     [finding] = [f for f in json.loads(result.stdout)["findings"] if f["severity"] == "error"]
     assert finding["rule"] == "hardware.version"
     assert "vmx-19 is older than vmx-20" in finding["message"]
+
+
+@pytest.mark.simulator
+@pytest.mark.parametrize("name", ["/DC0/vm/DC0_H0_VM0", "vm/DC0_H0_VM0", "DC0_H0_VM0",
+                                  "DC0_H?_VM0"])
+def test_the_name_is_an_inventory_path(simulator: Any, name: str) -> None:
+    result = invoke(simulator.env, "validate-template", "--datacenter", "/DC0", "--name", name,
+                    "--min-vmx", "vmx-4", "--firmware", "bios", "--json")
+    assert json.loads(result.stdout)["path"] == "/DC0/vm/DC0_H0_VM0", result.stderr
+
+
+@pytest.mark.simulator
+def test_a_name_matching_several_vms_is_refused_with_their_paths(simulator: Any) -> None:
+    result = invoke(simulator.env, "validate-template", "--datacenter", "DC0",
+                    "--name", "DC0_H0_VM*")
+    assert result.returncode == 2
+    assert ("is ambiguous in datacenter /DC0: 2 match: /DC0/vm/DC0_H0_VM0, /DC0/vm/DC0_H0_VM1"
+            in result.stderr)

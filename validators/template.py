@@ -11,7 +11,6 @@ from typing import Any
 
 from ovapipe.validators import gate_arguments
 
-from ovapipe.errors import ConfigError
 from ovapipe.findings import Report
 from ovapipe.hardware import (
     FIRMWARE_EFI,
@@ -94,36 +93,26 @@ def check_template(
 
 def validate_template(
     service: Any,
-    datacenter: str,
+    datacenter: str | None,
     name: str,
     *,
     min_vmx: str | int = GPU_MIN_VMX,
     firmware: str = FIRMWARE_EFI,
 ) -> Report:
-    """Find ``name`` in ``datacenter`` and check it; ConfigError when it does not exist."""
-    from pyVmomi import vim
+    """Find the VM or template ``name`` (an inventory path as govc reads it) and check it.
 
-    from ovapipe.vsphere.inventory import by_name, retrieve
-    from ovapipe.vsphere.inventory import datacenter as find_datacenter
-    from ovapipe.vsphere.template import inventory_path, vms_named
+    ConfigError when it does not exist or the path matches several.
+    """
+    from ovapipe.vsphere.resolve import VM, Inventory
+    from ovapipe.vsphere.template import read_vm
 
     required_vmx = gate_arguments(min_vmx, firmware)
-    dc = find_datacenter(service, datacenter)
-    matches = vms_named(service, name, dc.obj)
-    if not matches:
-        templates = sorted(
-            t.name for t in retrieve(service, vim.VirtualMachine, ["name", "config.template"],
-                                     dc.obj)
-            if t.get("config.template")
-        )
-        shown = ", ".join(templates[:10]) or "none"
-        more = f" (and {len(templates) - 10} more)" if len(templates) > 10 else ""
-        raise ConfigError(
-            f"template '{name}' not found in datacenter {dc.name}; templates there: {shown}{more}"
-        )
-    vm = by_name(matches, "template", name, f"datacenter {dc.name}")
+    inventory = Inventory.read(service)
+    dc = inventory.datacenter(datacenter)
+    found = inventory.resolve(VM, name, dc.node, source="--name")
+    vm = read_vm(service, found.obj)
     return check_template(
-        vm, inventory_path(service, vm.obj), _problems_of_its_hosts(service, vm),
+        vm, found.path, _problems_of_its_hosts(service, vm),
         min_vmx=required_vmx, firmware=firmware,
     )
 

@@ -117,14 +117,15 @@ def find_hosts(
     """The datacenter's (or cluster's) hosts whose name matches ``host_glob``."""
     from pyVmomi import vim
 
+    from ovapipe.vsphere.resolve import CLUSTER, find_one  # govc-style paths (issue 13)
+
     dc = inventory.datacenter(service, datacenter)
     computes = inventory.retrieve(
         service, vim.ComputeResource, ["name", "environmentBrowser"], root=dc.obj
     )
     root = dc.obj
     if cluster:
-        clusters = [c for c in computes if isinstance(c.obj, vim.ClusterComputeResource)]
-        root = inventory.by_name(clusters, "cluster", cluster, f"datacenter {datacenter}").obj
+        root = find_one(service, CLUSTER, cluster, dc.obj, source="--cluster").obj
     hosts = sorted(
         inventory.retrieve(service, vim.HostSystem, list(HOST_PATHS), root=root),
         key=lambda h: h.name,

@@ -115,7 +115,9 @@ def by_name(items: Sequence[Found], kind: str, name: str, where: str = "") -> Fo
     raise ConfigError(f"{kind} '{name}' is ambiguous{scope}: {len(matches)} objects have that name")
 
 
-def datacenter(service: Any, name: str) -> Found:
-    from pyVmomi import vim
+def datacenter(service: Any, path: str | None, source: str = "--datacenter") -> Found:
+    """The datacenter an inventory path names (ovapipe.vsphere.resolve); the only one if None."""
+    from ovapipe.vsphere.resolve import Inventory
 
-    return by_name(retrieve(service, vim.Datacenter, ["name"]), "datacenter", name)
+    found = Inventory.read(service).datacenter(path, source=source)
+    return Found(found.obj, {"name": found.name})

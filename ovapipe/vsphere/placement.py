@@ -1,18 +1,31 @@
 """Where a published VM goes: datacenter, compute resource and pool, datastore, folder, network.
 
-Every name is looked up in bulk (ovapipe.vsphere.inventory) inside its datacenter; a missing
-name is a ConfigError that lists what is there.
+Every argument is an inventory path as govc reads it (ovapipe.vsphere.resolve), looked up in
+one bulk read of the inventory; none or several matches is a ConfigError listing full paths.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ovapipe.errors import ConfigError
 from ovapipe.vsphere.hostcheck import HOST_PROPERTIES
-from ovapipe.vsphere.inventory import Found, by_name, retrieve
+from ovapipe.vsphere.inventory import Found
+from ovapipe.vsphere.resolve import (
+    ATTACHABLE_NETWORKS,
+    COMPUTE,
+    DATASTORE,
+    FOLDER,
+    NETWORK,
+    RESOURCE_POOL,
+    Inventory,
+    Node,
+    Resolved,
+    unescape,
+)
 
 COMPUTE_PROPERTIES: Final = ("name", "host", "environmentBrowser", "resourcePool")
 DATASTORE_PROPERTIES: Final = ("name", "summary.freeSpace", "summary.accessible")
@@ -20,9 +33,9 @@ DATASTORE_PROPERTIES: Final = ("name", "summary.freeSpace", "summary.accessible"
 
 @dataclass(frozen=True)
 class PlacementRequest:
-    """Names given on the command line (or defaults); None = choose when unambiguous."""
+    """Paths given on the command line (or defaults); None = choose when unambiguous."""
 
-    datacenter: str
+    datacenter: str | None
     cluster: str | None = None
     resource_pool: str | None = None
     datastore: str | None = None
@@ -45,90 +58,115 @@ class Placement:
         return self.datacenter.name
 
 
-def _only(items: list[Found], kind: str, flag: str, where: str) -> Found:
-    if len(items) == 1:
-        return items[0]
-    names = ", ".join(sorted(i.name for i in items)) or "none"
-    raise ConfigError(f"no {kind} given and {where} has {len(items)}: {names}; pass {flag}")
+def _found(service: Any, resolved: Resolved, paths: Sequence[str]) -> Found:
+    from ovapipe.vsphere.inventory import properties
+
+    return Found(resolved.obj, {"name": resolved.name, **properties(service, resolved.obj,
+                                                                    paths)})
 
 
 def resolve_compute(
-    service: Any, datacenter: Found, request: PlacementRequest
-) -> tuple[Found, Any]:
+    inventory: Inventory, datacenter: Node, request: PlacementRequest
+) -> tuple[Resolved, Resolved]:
     """The compute resource (cluster or standalone host) and the resource pool to import into.
 
-    Every cluster and host has a root pool called 'Resources', so with --cluster a pool name
-    is looked up in that cluster only.
+    With --cluster, --resource-pool is looked for inside that cluster only (so the cluster's
+    root pool is just 'Resources'); without it, the pool names its compute resource.
     """
-    from pyVmomi import vim
-
-    where = f"datacenter {datacenter.name}"
-    computes = retrieve(service, vim.ComputeResource, COMPUTE_PROPERTIES, datacenter.obj)
     compute = None
     if request.cluster:
-        compute = by_name(computes, "cluster", request.cluster, where)
+        compute = inventory.resolve(COMPUTE, request.cluster, datacenter, source="--cluster")
     if not request.resource_pool:
-        compute = compute or _only(computes, "cluster", "--cluster NAME (or --resource-pool)",
-                                   where)
-        return compute, compute.get("resourcePool")
-    if compute is not None:
-        pools = retrieve(service, vim.ResourcePool, ["name"], compute.obj)
-        pool = by_name(pools, "resource pool", request.resource_pool, f"cluster {compute.name}")
-        return compute, pool.obj
-    pools = retrieve(service, vim.ResourcePool, ["name", "owner"], datacenter.obj)
-    names = {c.obj: c.name for c in computes}
-    owners = sorted(names.get(p.get("owner"), "?") for p in pools
-                    if p.name == request.resource_pool)
-    if len(set(owners)) > 1:
-        raise ConfigError(
-            f"resource pool '{request.resource_pool}' exists in {', '.join(owners)} of {where}: "
-            "pass --cluster NAME too"
-        )
-    pool = by_name(pools, "resource pool", request.resource_pool, where)
-    owner = next((c for c in computes if c.obj == pool.get("owner")), None)
+        if compute is None:
+            compute = inventory.only(COMPUTE, datacenter,
+                                     flag="--cluster PATH (or --resource-pool PATH)")
+        pool_ref = compute.node.props.get("resourcePool")
+        if pool_ref is None:
+            raise ConfigError(f"{compute.path} has no resource pool")
+        root_pool = inventory.nodes[pool_ref._moId]
+        return compute, Resolved(root_pool, inventory.path_of(root_pool))
+    pool = inventory.resolve(RESOURCE_POOL, request.resource_pool, datacenter,
+                             source="--resource-pool",
+                             within=compute.node if compute is not None else None)
+    owner = inventory.owner_compute(pool.node)
     if owner is None:
-        raise ConfigError(f"resource pool '{pool.name}' has no compute resource in {where}")
-    return owner, pool.obj
+        raise ConfigError(f"resource pool {pool.path} has no cluster or host above it")
+    return Resolved(owner, inventory.path_of(owner)), pool
+
+
+def default_network(inventory: Inventory, datacenter: Node, ovf_networks: Sequence[str]
+                    ) -> tuple[Resolved, str]:
+    """The network for the OVA's NIC when none was given, and why it was chosen.
+
+    The one the OVA names if the datacenter has it, else the datacenter's only network.
+    """
+    networks = [n for n in inventory.all_of(NETWORK, datacenter)
+                if n.type in ATTACHABLE_NETWORKS]
+    named = [n for n in networks if n.name in ovf_networks or unescape(n.name) in ovf_networks]
+    wanted = ", ".join(repr(n) for n in ovf_networks)
+    if len(named) == 1:
+        chosen = Resolved(named[0], inventory.path_of(named[0]))
+        return chosen, f"network {chosen.path}: the OVA's network {wanted}"
+    if not named and len(networks) == 1:
+        chosen = Resolved(networks[0], inventory.path_of(networks[0]))
+        return chosen, (f"network {chosen.path}: the only network in datacenter "
+                        f"{inventory.path_of(datacenter)} (the OVA names {wanted}); "
+                        "pass --network to choose another")
+    listed = ", ".join(inventory.path_of(n) for n in (named or networks)) or "none"
+    several = "several networks are called" if named else "no network is called"
+    raise ConfigError(
+        f"no --network given (nor VSPHERE_NETWORK / invoke.yaml ovapipe.network), {several} "
+        f"{wanted} in datacenter {inventory.path_of(datacenter)} and it has "
+        f"{len(networks)}: {listed}; pass --network PATH"
+    )
 
 
 def resolve_placement(
-    service: Any, request: PlacementRequest, ovf_networks: Sequence[str]
+    service: Any, request: PlacementRequest, ovf_networks: Sequence[str],
+    *, say: Callable[[str], object] | None = None,
 ) -> Placement:
     from pyVmomi import vim
 
-    datacenters = retrieve(service, vim.Datacenter, ["name", "vmFolder"])
-    datacenter = by_name(datacenters, "datacenter", request.datacenter)
-    where = f"datacenter {datacenter.name}"
-    compute, pool = resolve_compute(service, datacenter, request)
+    from ovapipe.vsphere.inventory import retrieve
+
+    inventory = Inventory.read(service)
+    dc = inventory.datacenter(request.datacenter)
+    compute, pool = resolve_compute(inventory, dc.node, request)
     hosts = retrieve(service, vim.HostSystem, HOST_PROPERTIES, compute.obj)
 
-    datastores = retrieve(service, vim.Datastore, DATASTORE_PROPERTIES, datacenter.obj)
     if request.datastore:
-        datastore = by_name(datastores, "datastore", request.datastore, where)
+        datastore = inventory.resolve(DATASTORE, request.datastore, dc.node,
+                                      source="--datastore")
     else:
-        datastore = _only(datastores, "datastore", "--datastore NAME", where)
+        datastore = inventory.only(DATASTORE, dc.node, flag="--datastore PATH")
 
-    folder = datacenter.get("vmFolder")
+    folder = dc.node.props.get("vmFolder")
     if request.folder:
-        folders = [
-            f for f in retrieve(service, vim.Folder, ["name", "childType"], datacenter.obj)
-            if "VirtualMachine" in (f.get("childType") or [])
-        ]
-        folder = by_name(folders, "VM folder", request.folder, where).obj
+        chosen = inventory.resolve(FOLDER, request.folder, dc.node, source="--folder")
+        if "VirtualMachine" not in (chosen.node.props.get("childType") or []):
+            raise ConfigError(f"--folder {request.folder!r} is {chosen.path}, which holds no "
+                              f"VMs; give a folder below {inventory.path_of(dc.node)}/vm")
+        folder = chosen.obj
 
     network: Found | None = None
     if ovf_networks:
-        networks = retrieve(service, vim.Network, ["name"], datacenter.obj)
         if request.network:
-            network = by_name(networks, "network", request.network, where)
+            chosen = inventory.resolve(NETWORK, request.network, dc.node, source="--network")
+            if chosen.node.type not in ATTACHABLE_NETWORKS:
+                raise ConfigError(f"--network {request.network!r} is {chosen.path}, a "
+                                  "distributed switch; give one of its port groups")
         else:
-            same = [n for n in networks if n.name in ovf_networks]
-            if len(same) != 1:
-                names = ", ".join(sorted(n.name for n in networks)) or "none"
-                raise ConfigError(
-                    f"no network given for the OVA's network "
-                    f"{', '.join(repr(n) for n in ovf_networks)}; {where} has: {names}; "
-                    "pass --network NAME"
-                )
-            network = same[0]
-    return Placement(datacenter, compute, pool, hosts, datastore, folder, network)
+            chosen, why = default_network(inventory, dc.node, ovf_networks)
+            (say or _stderr)(f"{inventory.path_of(dc.node)}: {why}")
+        network = _found(service, chosen, [])
+    return Placement(
+        _found(service, dc, ["vmFolder"]),
+        _found(service, compute, COMPUTE_PROPERTIES),
+        pool.obj, hosts,
+        _found(service, datastore, DATASTORE_PROPERTIES),
+        folder, network,
+    )
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)

@@ -358,19 +358,17 @@ class Inventory:
     def resolve(self, kind: Kind, arg: str, datacenter: Node | None = None, *,
                 source: str = "", within: Node | None = None) -> Resolved:
         """The one object ``arg`` names; ConfigError listing candidates otherwise."""
-        what = f"{source} " if source else ""
+        what = f"{kind.name} {arg!r}" + (f" ({source})" if source else "")
         where = f" in datacenter {self.path_of(datacenter)}" if datacenter else ""
         if not arg:
-            raise ConfigError(f"{what}{kind.name}: empty; give {PATH_FORMS}")
+            raise ConfigError(f"{kind.name} ({source or 'argument'}) is empty: give {PATH_FORMS}")
         found = self.candidates(kind, arg, datacenter)
         if datacenter is not None:
             outside = [e for e in found if not self.is_below(e.node, datacenter)]
             found = [e for e in found if self.is_below(e.node, datacenter)]
             if outside and not found:
-                raise ConfigError(
-                    f"{what}{kind.name} {arg!r} is {self.path_of(outside[0].node)}, outside "
-                    f"datacenter {self.path_of(datacenter)}"
-                )
+                raise ConfigError(f"{what} is {self.path_of(outside[0].node)}, outside "
+                                  f"datacenter {self.path_of(datacenter)}")
         if within is not None:
             found = [e for e in found if self.is_below(e.node, within)]
             where = f" in {self.path_of(within)}"
@@ -379,15 +377,11 @@ class Inventory:
         if not found:
             there = self.all_of(kind, datacenter if within is None else within)
             listed = _listing(self.path_of(n) for n in there)
-            raise ConfigError(
-                f"{what}{kind.name} {arg!r} not found{where}; {kind.name}s there: {listed}. "
-                f"Give {PATH_FORMS}"
-            )
+            raise ConfigError(f"{what} not found{where}; available: {listed}. "
+                              f"Give {PATH_FORMS}")
         listed = _listing(self.path_of(e.node) for e in found)
-        raise ConfigError(
-            f"{what}{kind.name} {arg!r} is ambiguous{where}: {len(found)} match: {listed}; "
-            "give the full path of one"
-        )
+        raise ConfigError(f"{what} is ambiguous{where}: {len(found)} match: {listed}; "
+                          "give the full path of one")
 
     def only(self, kind: Kind, datacenter: Node | None, *, flag: str,
              types: Sequence[str] | None = None) -> Resolved:
@@ -449,3 +443,11 @@ def _listing(paths: Iterable[str], limit: int = 10) -> str:
 
 def _id(ref: Any) -> str | None:
     return None if ref is None else str(ref._moId)
+
+
+def find_one(service: Any, kind: Kind, arg: str, datacenter: Any = None, *,
+             source: str = "") -> Resolved:
+    """One lookup with its own inventory read: ``arg`` inside ``datacenter`` (a managed object)."""
+    inventory = Inventory.read(service)
+    node = inventory.nodes.get(datacenter._moId) if datacenter is not None else None
+    return inventory.resolve(kind, arg, node, source=source)
