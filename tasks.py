@@ -119,10 +119,12 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
     from pathlib import Path
 
     from ovapipe.config import connection_from_env, site_defaults
+    from ovapipe.names import template_name
     from ovapipe.vsphere.publish import PublishOptions
     from ovapipe.vsphere.publish import publish as publish_ova
 
     with exits():
+        template_name(name, Path(ova))
         site = site_defaults(c.config.get("ovapipe", {}))
         options = PublishOptions(
             ova=Path(ova),

@@ -216,7 +216,8 @@ def test_esxi_67_is_refused_before_any_upload_naming_host_and_version(
 @pytest.mark.parametrize(
     ("changes", "error", "message"),
     [
-        ({"datacenters": ("DC9",)}, ConfigError, "datacenter 'DC9' (--datacenter) not found; available: /DC0"),
+        ({"datacenters": ("DC9",)}, ConfigError,
+         "datacenter 'DC9' (--datacenter) not found; available: /DC0"),
         ({"datastore": "NoSuchDS"}, ConfigError,
          "datastore 'NoSuchDS' (--datastore) not found in datacenter /DC0; available: "
          "/DC0/datastore/LocalDS_0"),
@@ -468,7 +469,8 @@ def test_a_missing_datacenter_among_several_names_it_and_keeps_the_others(
         run_publish(options(efi_ova, tmp_path, datacenters=("DC0", "DC7"), concurrency=2),
                     simulator.connection)
     assert "published to DC0" in str(failure.value)
-    assert "DC7: step 'preflight' failed: datacenter 'DC7' (--datacenter) not found" in str(failure.value)
+    assert ("DC7: step 'preflight' failed: datacenter 'DC7' (--datacenter) not found"
+            in str(failure.value))
     assert failure.value.exit_code == 2
     assert read_template(simulator.connection, NAME)["config.template"] is True
 

@@ -10,6 +10,7 @@ from typing import TextIO
 from ovapipe.config import Connection
 from ovapipe.errors import ConfigError, Interrupted, OvapipeError
 from ovapipe.faults import checkpoint
+from ovapipe.names import template_name
 from ovapipe.progress import Progress
 from ovapipe.steps import Run, Step, run_steps, sigterm_as_interrupt
 from ovapipe.vsphere.ownership import new_marker
@@ -54,6 +55,7 @@ def publish(
     Raises the failure of a datacenter (after every datacenter has finished or cleaned up);
     datacenters that succeeded keep their template and record.
     """
+    template_name(options.name, options.ova)  # vCenter's name rules, before any connection
     log = log or sys.stderr
     progress = progress or default_progress(log)
     if not options.datacenters:
