@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from invoke.exceptions import Exit
 
 from ovapipe.errors import ConfigError, Interrupted, OvapipeError
+from ovapipe.faults import checkpoint
 from ovapipe.findings import Report
 
 
@@ -20,6 +21,7 @@ from ovapipe.findings import Report
 def exits() -> Iterator[None]:
     """Map ovapipe errors and Ctrl-C to ``invoke.Exit(message, code)``; never a traceback."""
     try:
+        checkpoint("task.start")
         yield
     except OvapipeError as exc:
         raise Exit(f"error: {exc.message}", exc.exit_code) from None

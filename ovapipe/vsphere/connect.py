@@ -37,7 +37,7 @@ def check_pinned(der: bytes | None, connection: Connection) -> None:
     algorithm = "sha1" if len(connection.thumbprint) == 59 else "sha256"
     seen = certificate_thumbprint(der, algorithm)
     if seen != connection.thumbprint:
-        raise VSphereError(
+        raise ConfigError(
             f"{connection.server}: certificate thumbprint {seen} does not match "
             f"VSPHERE_TLS_THUMBPRINT {connection.thumbprint} (wrong server, or the certificate "
             "changed: check it with the vCenter administrator)"
