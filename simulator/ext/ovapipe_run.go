@@ -99,7 +99,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 	// No server.Close() at exit: it waits for idle client connections; exiting closes them.
 	// Debian's /nfc/ handler discards uploads; no client has the address yet, so the
 	// handler can still be wrapped safely.
-	server.Config.Handler = ovapipeNFCHandler(server.Config.Handler)
+	server.Config.Handler = ovapipeGuardHandler(ovapipeNFCHandler(server.Config.Handler))
 
 	info := map[string]interface{}{
 		"VSPHERE_SERVER":         server.URL.Host,
