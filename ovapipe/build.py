@@ -130,14 +130,16 @@ def _check_target(service: Any, state: BuildState) -> None:
     from pyVmomi import vim
 
     from ovapipe.vsphere.hostcheck import creatable_on
-    from ovapipe.vsphere.inventory import by_name, datacenter, retrieve
+    from ovapipe.vsphere.inventory import datacenter, retrieve
+    from ovapipe.vsphere.resolve import CLUSTER, find_one
     from ovapipe.vsphere.template import vms_named
 
     values = state.resolved.values
     dc = datacenter(service, state.datacenter)
     clusters = retrieve(service, vim.ClusterComputeResource, ["name", "environmentBrowser"],
                         dc.obj)
-    cluster = by_name(clusters, "cluster", str(values["cluster"]), f"datacenter {dc.name}")
+    wanted_cluster = find_one(service, CLUSTER, str(values["cluster"]), dc.obj).obj
+    cluster = next(c for c in clusters if c.obj == wanted_cluster)
     wanted = hardware.vmx_name(state.vmx)
     browser = cluster.get("environmentBrowser")
     creatable = sorted(
@@ -197,6 +199,7 @@ def _check_packer_trusts_vcenter(state: BuildState) -> None:
 
 def preflight(state: BuildState, run: Run) -> None:
     from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.packer_inventory import for_packer
 
     state.packer = packer.find_packer(state.env)
     run.say(f"preflight: packer {state.packer.version} at {state.packer.path}")
@@ -206,6 +209,9 @@ def preflight(state: BuildState, run: Run) -> None:
         run.say(f"preflight: {state.connection.server} answers over pinned TLS: "
                 f"{state.vcenter_version}")
         _recover_killed_builds(service, state, run)
+        state.resolved, changes = for_packer(service, state.resolved)  # govc paths -> Packer's
+        for change in changes:
+            run.say(f"preflight: for Packer: {change}")
         _check_target(service, state)
         state.cache_folder_new = not datastore_folder_exists(
             service, state.datacenter, state.datastore, SEED_FOLDER)
