@@ -22,6 +22,10 @@ refuse_hostile_project_config(__file__)
 # Long flags only: automatic short flags collide (-h, -m) and read ambiguously in scripts.
 task = partial(invoke.task, auto_shortflags=False)
 
+# Every flag that names a vCenter object takes what govc takes (ovapipe.vsphere.resolve).
+PATHS = ("Inventory paths as govc reads them: absolute (/DC0/vm/x), relative to the "
+         "datacenter's folder of that kind, a name found below it, or a glob")
+
 LAYER_HELP = {
     "profile": "OS profile from vars/os/ (default: ubuntu-2004-efi)",
     "var_file": "extra variable file layered on top (repeatable; later wins)",
@@ -97,13 +101,18 @@ def validate_ova(c: Context, path, min_vmx="17", firmware="efi", json=False):
 @task(
     help={
         "ova": "the OVA to publish",
-        "datacenter": "target datacenter (repeatable; published concurrently)",
-        "cluster": "cluster whose resource pool receives the VM",
-        "resource_pool": "resource pool (instead of --cluster)",
-        "datastore": "datastore for the disks (default from invoke.yaml / VSPHERE_DATASTORE)",
-        "folder": "VM folder for the template",
-        "network": "network for the NIC (default from invoke.yaml / VSPHERE_NETWORK)",
-        "name": "template name (default: the OVA's name)",
+        "datacenter": f"target datacenter (repeatable; published concurrently). {PATHS}",
+        "cluster": "cluster or standalone host whose root pool receives the VM, e.g. "
+                   "/DC0/host/DC0_C0 or DC0_C0",
+        "resource_pool": "resource pool, e.g. */Resources or /DC0/host/C0/Resources/gpu "
+                         "(inside --cluster when both are given)",
+        "datastore": "datastore for the disks (default from invoke.yaml / VSPHERE_DATASTORE, "
+                     "else the only one)",
+        "folder": "VM folder for the template, e.g. /DC0/vm/templates or vm/templates",
+        "network": "network for the NIC (default from invoke.yaml / VSPHERE_NETWORK, else the "
+                   "OVA's network or the datacenter's only one)",
+        "name": "template name (default: the OVA's file name): 1-80 characters, no control "
+                "characters, not . or .., none of / \\ %",
         "replace": "replace an existing template of that name built from another OVA",
         "no_snapshot": "do not take the 'root' snapshot that CAPV linked clones use",
         "insecure": "skip certificate verification (warns; not for production)",
@@ -151,8 +160,8 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
 @task(
     name="validate-template",
     help={
-        "datacenter": "datacenter holding the template",
-        "name": "template or VM name",
+        "datacenter": f"datacenter holding the template. {PATHS}",
+        "name": "the template or VM: /DC0/vm/x, vm/x, a name or a glob (exactly one match)",
         "min_vmx": "lowest acceptable virtual hardware version: 17 or vmx-17 (default)",
         "firmware": "required firmware: efi (default) or bios",
         "insecure": "skip certificate verification (warns; not for production)",
@@ -180,8 +189,8 @@ def validate_template(c: Context, datacenter, name, min_vmx="17", firmware="efi"
 
 @task(
     help={
-        "datacenter": "datacenter to inspect",
-        "cluster": "only this cluster's hosts",
+        "datacenter": f"datacenter to inspect. {PATHS}",
+        "cluster": "only this cluster's hosts: /DC0/host/DC0_C0, DC0_C0 or a glob",
         "host": "only hosts whose name matches this glob",
         "enable": "switch passthrough on for the GPUs (all hosts or none; takes effect on reboot)",
         "disable": "switch passthrough off for the GPUs",
