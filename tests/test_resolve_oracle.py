@@ -216,3 +216,29 @@ def test_every_printed_path_reads_back(site: tuple[Any, dict[str, str]]) -> None
             continue
         path = inventory.path_of(node)
         assert inventory.resolve(kind, path, dc).node.id == node.id, path
+
+
+@pytest.mark.parametrize(("request_fields", "folder", "pool"), [
+    ({"datacenter": "/DC0", "cluster": "/DC0/host/DC0_C0", "folder": "/DC0/vm/audit/dup",
+      "datastore": "/DC0/datastore/LocalDS_0", "network": "/DC0/network/VM Network"},
+     "/DC0/vm/audit/dup", "/DC0/host/DC0_C0/Resources"),
+    ({"datacenter": "DC0", "resource_pool": "/DC0/host/DC0_C0/Resources/gpu",
+      "folder": "vm/audit", "datastore": "LocalDS_0", "network": "VM Network"},
+     "/DC0/vm/audit", "/DC0/host/DC0_C0/Resources/gpu"),
+    ({"datacenter": "DC0", "cluster": "DC0_C0", "resource_pool": "*/Resources",
+      "folder": "aud*", "datastore": "LocalDS_0", "network": "VM Network"},
+     "/DC0/vm/audit", "/DC0/host/DC0_C0/Resources"),
+    ({"datacenter": "DC0", "resource_pool": "host/DC0_H0/Resources/gpu", "folder": "/DC0/vm",
+      "datastore": "LocalDS_0", "network": "VM Network"},
+     "/DC0/vm", "/DC0/host/DC0_H0/Resources/gpu"),
+])
+def test_publish_placement_takes_capv_style_settings(
+    site: tuple[Any, dict[str, str]], request_fields: dict[str, str], folder: str, pool: str
+) -> None:
+    from ovapipe.vsphere.placement import PlacementRequest, resolve_placement
+
+    service, _ = site
+    placement = resolve_placement(service, PlacementRequest(**request_fields), ["VM Network"])
+    inventory = r.Inventory.read(service)
+    assert inventory.path_of(inventory.nodes[placement.folder._moId]) == folder
+    assert inventory.path_of(inventory.nodes[placement.pool._moId]) == pool
