@@ -9,6 +9,7 @@ object the finder finds for the canonical path given in the table.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -242,3 +243,42 @@ def test_publish_placement_takes_capv_style_settings(
     inventory = r.Inventory.read(service)
     assert inventory.path_of(inventory.nodes[placement.folder._moId]) == folder
     assert inventory.path_of(inventory.nodes[placement.pool._moId]) == pool
+
+
+PIECES = ["DC0", "vm", "host", "network", "datastore", "audit", "dup", "moved", "DC0_C0",
+          "DC0_H0", "Resources", "gpu", "child", "sub", "C9", "LocalDS_0", "VM Network", "*",
+          "?", "DC0_*", "[ad]*", "a%2fb", "..", ".", "...", "nope", "DC0_C0_H?"]
+
+
+def generated_queries(count: int, seed: int = 13) -> list[tuple[str, str]]:
+    """Random path forms built from the inventory's own names, globs and dots."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        parts = [rng.choice(PIECES) for _ in range(rng.randint(1, 5))]
+        lead = rng.choice(["", "/", "./"])
+        out.append((rng.choice(sorted(KINDS)), lead + "/".join(parts)))
+    return out
+
+
+def test_generated_paths_resolve_as_the_finder_resolves_them(
+    site: tuple[Any, dict[str, str]]
+) -> None:
+    service, env = site
+    inventory = r.Inventory.read(service)
+    dc0 = inventory.datacenter("DC0").node
+    queries = generated_queries(400)
+    answers = finder_oracle.ask(env, [{"kind": k, "datacenter": "DC0", "path": p}
+                                      for k, p in queries])
+    mismatches = []
+    for (kind, path), answer in zip(queries, answers, strict=True):
+        expected = {f["ref"] for f in answer["found"]}
+        try:
+            got = {e.node.id for e in inventory.find(KINDS[kind], path,
+                                                     None if kind == "datacenter" else dc0)}
+        except ConfigError:
+            got = set()
+        if got != expected:
+            mismatches.append(f"{kind} {path!r}: finder {sorted(expected)} "
+                              f"({answer['error']}), ovapipe {sorted(got)}")
+    assert not mismatches, "\n".join(mismatches[:20])
