@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ovapipe.config import Connection
-from ovapipe.errors import VSphereError
+from ovapipe.errors import ConfigError, VSphereError
 from ovapipe.ova.archive import Member as ArchiveMember
 from ovapipe.ova.manifest import ManifestEntry
 from ovapipe.progress import Progress
@@ -255,7 +255,7 @@ def test_server_refusal_names_the_status(nfc: NfcServer, member: Member) -> None
 def test_wrong_pin_sends_nothing(nfc: NfcServer, member: Member) -> None:
     source, _ = member
     wrong = Connection("127.0.0.1", nfc.port, "u", "p", "AB:" * 19 + "AB")
-    with pytest.raises(VSphereError, match="does not match"):
+    with pytest.raises(ConfigError, match="does not match"):
         upload_range(resolve_target(device_url(), wrong, None), source, create=False,
                progress=quiet(source.size))
     assert nfc.received == []

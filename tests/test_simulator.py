@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ovapipe.config import Connection
-from ovapipe.errors import ConfigError, VSphereError
+from ovapipe.errors import ConfigError
 from ovapipe.hardware import VMX_MIN_ESXI, esxi_supports
 from ovapipe.vsphere import inventory
 from ovapipe.vsphere.connect import PinnedHTTPSConnection, session
@@ -322,7 +322,7 @@ def test_thumbprint_mismatch_is_rejected(simulator: Any) -> None:
     other = "00" if not good.thumbprint.startswith("00") else "11"
     wrong = dataclasses.replace(good, thumbprint=other + good.thumbprint[2:])
     mismatch = r"does not match VSPHERE_TLS_THUMBPRINT"
-    with pytest.raises(VSphereError, match=mismatch), session(wrong):
+    with pytest.raises(ConfigError, match=mismatch), session(wrong):
         pass
 
 
