@@ -32,24 +32,30 @@ def blocks() -> list[str]:
     return re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
 
 
-def exports_from(process: subprocess.Popen[str], timeout: float = 180) -> dict[str, str]:
+def exports_from(process: subprocess.Popen[bytes], timeout: float = 180) -> dict[str, str]:
     """The ``export NAME=VALUE`` lines the simulator prints, up to its ready line."""
     assert process.stdout is not None
+    fd = process.stdout.fileno()
     found: dict[str, str] = {}
+    pending = b""
     selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
+    selector.register(fd, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not selector.select(deadline - time.monotonic()):
             break
-        line = process.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").strip().partition("=")
-            found[name] = value
-        elif line.startswith("# https://"):
-            return found
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.decode()
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").strip().partition("=")
+                found[name] = value
+            elif line.startswith("# https://"):
+                return found
     raise AssertionError(f"the simulator did not get ready; saw {found}")
 
 
@@ -71,7 +77,7 @@ def test_the_readme_example_runs_as_written() -> None:
         for line in setup:
             subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=REPO_ROOT, env=env,
                            check=True, timeout=300, capture_output=True)
-        sim = subprocess.Popen(["bash", "-c", serve], cwd=REPO_ROOT, env=env, text=True,
+        sim = subprocess.Popen(["bash", "-c", serve], cwd=REPO_ROOT, env=env, bufsize=0,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                start_new_session=True)
         exports = exports_from(sim)

@@ -7,6 +7,7 @@ connection.
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +34,20 @@ def site(sim_session: Any) -> Iterator[tuple[Any, Any, Any, Path]]:
     yield sim_session, dc, pool, url
 
 
-def tree(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+def outside(url: Path) -> set[Path]:
+    """What the simulator's own temporary folder holds beside the datastore folder."""
+    return {p for p in url.parent.rglob("*") if not p.is_relative_to(url)}
+
+
+def landed(url: Path, relative: str) -> dict[Path, bool]:
+    """Where a datastore-relative path (or a VM folder named so) would land outside the
+    datastore folder, and whether something is there now."""
+    spots: dict[Path, bool] = {}
+    for rel in (relative, f"{relative}/{Path(relative).name}.vmx"):
+        spot = Path(os.path.normpath(url / rel))  # an absolute rel replaces url
+        if not spot.is_relative_to(url) and not url.is_relative_to(spot):
+            spots[spot] = spot.exists()
+    return spots
 
 
 def vm_names(service: Any) -> list[str]:
@@ -55,11 +68,12 @@ def test_create_vm_refuses_a_bad_name(site: tuple[Any, Any, Any, Path], name: st
     from ovapipe.vsphere.tasks import wait_for_task
 
     service, dc, pool, url = site
-    outside, before = tree(url.parent.parent), vm_names(service)
+    beside, before, spots = outside(url), vm_names(service), landed(url, name)
     with pytest.raises(vim.fault.InvalidName):
         wait_for_task(dc.vmFolder.CreateVM_Task(config=vm_spec(vim, name), pool=pool), "create")
     assert vm_names(service) == before  # no VM, nameless or not
-    assert tree(url.parent.parent) == outside
+    assert outside(url) == beside
+    assert landed(url, name) == spots
 
 
 @pytest.mark.parametrize("path", ["[LocalDS_0] ../escape/x.vmx", "[LocalDS_0] /etc/x.vmx",
@@ -70,14 +84,16 @@ def test_datastore_paths_never_leave_the_datastore_folder(
     from pyVmomi import vim
 
     service, dc, pool, url = site
-    outside = tree(url.parent.parent)
+    relative = path.removeprefix("[LocalDS_0] ")
+    beside, spots = outside(url), landed(url, relative)
     with pytest.raises(vim.fault.InvalidDatastorePath):
         dc.vmFolder.CreateVM_Task(config=vm_spec(vim, "ok", path), pool=pool)
     file_manager = service.RetrieveContent().fileManager
     with pytest.raises(vim.fault.InvalidDatastorePath):
         file_manager.MakeDirectory(name=path.removesuffix("/x.vmx"), datacenter=dc,
                                    createParentDirectories=True)
-    assert tree(url.parent.parent) == outside
+    assert outside(url) == beside
+    assert landed(url, relative) == spots
 
 
 def test_import_and_rename_refuse_bad_names(site: tuple[Any, Any, Any, Path],
@@ -94,15 +110,17 @@ def test_import_and_rename_refuse_bad_names(site: tuple[Any, Any, Any, Path],
         descriptor = extracted.read().decode()
     manager = service.RetrieveContent().ovfManager
     datastore = retrieve(service, vim.Datastore, ["name"], dc)[0].obj
-    outside, before = tree(url.parent.parent), vm_names(service)
+    beside, before = outside(url), vm_names(service)
     for name in ("a/b", "x" * 300, "../../../../../x"):
+        spots = landed(url, name)
         params = vim.OvfManager.CreateImportSpecParams(entityName=name)
         result = manager.CreateImportSpec(ovfDescriptor=descriptor, resourcePool=pool,
                                           datastore=datastore, cisp=params)
         with pytest.raises(vim.fault.InvalidName):
             pool.ImportVApp(spec=result.importSpec, folder=dc.vmFolder)
+        assert landed(url, name) == spots
     assert vm_names(service) == before
-    assert tree(url.parent.parent) == outside
+    assert outside(url) == beside
     vm = retrieve(service, vim.VirtualMachine, ["name"], dc)[0].obj
     with pytest.raises(vim.fault.InvalidName):
         wait_for_task(vm.Rename_Task("a/b"), "rename")
