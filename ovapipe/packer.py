@@ -81,7 +81,10 @@ def find_packer(env: Mapping[str, str] | None = None) -> PackerInfo:
         raise BuildError(f"{found} version: {exc}") from None
     match = _VERSION_RE.search(result.stdout)
     if result.returncode != 0 or not match:
-        raise BuildError(f"{found} version: unexpected answer {result.stdout.strip()!r}")
+        answer = (result.stdout.strip() or result.stderr.strip())[-500:]
+        raise BuildError(
+            f"{found} version: unexpected answer {answer!r} (exit {result.returncode})"
+        )
     info = PackerInfo(Path(found), match.group(0))
     if info.version_tuple < MIN_VERSION:
         raise ConfigError(

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_build import VM_GLOB, build_env, sets, vm_names
+from test_build import (  # noqa: F401 (fixtures: the build's TMPDIR exists, then is removed)
+    VM_GLOB,
+    _remove_build_tmpdir,
+    build_env,
+    no_seed_leftovers,
+    sets,
+    vm_names,
+)
 
 from ovapipe.errors import ConfigError
 from ovapipe.paths import REPO_ROOT

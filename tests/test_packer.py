@@ -132,6 +132,15 @@ def test_a_wrong_ovapipe_packer_is_named() -> None:
         packer.find_packer(env)
 
 
+@pytest.mark.packer
+def test_a_packer_that_cannot_start_is_named_with_its_own_words(tmp_path: Path) -> None:
+    """Packer 1.6.6 prints nothing on stdout when TMPDIR does not exist: the error must carry
+    its stderr, not an empty answer."""
+    env = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path / "missing")}
+    with pytest.raises(BuildError, match=r"Couldn't setup logging tempfile.*\(exit 1\)"):
+        packer.find_packer(env)
+
+
 def test_build_streams_log_and_passes_secrets_only_by_env(tmp_path: Path) -> None:
     script = fake_packer(tmp_path, 'echo "building with $PKR_VAR_password"; exit 0')
     info = packer.PackerInfo(script, "1.6.6")
