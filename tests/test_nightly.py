@@ -193,3 +193,33 @@ def test_a_stage_that_breaks_is_recorded_not_lost(tmp_path: Path) -> None:
     assert saved["ok"] is False
     assert saved["stages"][0]["message"] == "internal error: KeyError: 'vm_name'"
     assert saved["stages"][1]["message"] == "interrupted (Ctrl-C or SIGTERM)"
+
+
+def test_retention_in_a_real_run_deletes_only_its_own_old_templates(
+    sim: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    """Issue 11's Done-when: another team's templates in another folder, a clock-skewed
+    template and a cloned template beside ours; the nightly run deletes only its own old one."""
+    from test_retention import _publish, linked_clone, make_team_folder
+
+    make_team_folder(sim, "teamB")
+    stamp = lambda day: f"{PROFILE}-202611{day:02d}-010000-abc1234"  # noqa: E731
+    out = tmp_path / "seeded"
+    old = _publish(sim, efi_ova, out, stamp(21), "test-site")
+    cloned = _publish(sim, efi_ova, out, stamp(20), "test-site")
+    linked_clone(sim, cloned.moref, "capv-worker")
+    other_folder = _publish(sim, efi_ova, out, stamp(22), "test-site", folder="teamB")
+    other_site = _publish(sim, efi_ova, out, stamp(23), "team-b")
+    skewed = _publish(sim, efi_ova, out, f"{PROFILE}-20991231-010000-abc1234", "test-site")
+
+    result = run_nightly(request(tmp_path / "run"), env_for(sim), log=io.StringIO())
+    assert result.ok, result.summary()
+    left = inventory(sim)
+    assert old.template not in left
+    for kept in (cloned.template, "capv-worker", other_folder.template, other_site.template,
+                 skewed.template):
+        assert kept in left, kept
+    retention = next(s for s in result.stages if s.stage == "retention")
+    assert old.template in retention.message
+    assert f"kept {cloned.template}: capv-worker use its disks" in retention.message
+    assert f"kept {skewed.template}: its build stamp is in the future" in retention.message

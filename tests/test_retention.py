@@ -100,6 +100,38 @@ def _publish(sim: Any, ova: Path, out: Path, name: str, pipeline: str | None,
     return record
 
 
+def linked_clone(sim: Any, template_moref: str, name: str) -> None:
+    """A VM cloned from the template's `root` snapshot, as CAPV's linkedClone mode makes it."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.inventory import properties, retrieve
+    from ovapipe.vsphere.tasks import wait_for_task
+
+    with session(sim.connection) as si:
+        template = vim.VirtualMachine(template_moref, si._stub)
+        props = properties(si, template, ["parent", "snapshot"])
+        pool = retrieve(si, vim.ClusterComputeResource, ["resourcePool"])[0]
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(
+            pool=pool.get("resourcePool"), diskMoveType="createNewChildDiskBacking"),
+            snapshot=props["snapshot"].currentSnapshot, powerOn=False, template=False)
+        wait_for_task(template.CloneVM_Task(folder=props["parent"], name=name, spec=spec),
+                      "linked clone")
+
+
+def make_team_folder(sim: Any, name: str) -> None:
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.inventory import datacenter, retrieve
+
+    with session(sim.connection) as si:
+        dc = datacenter(si, "DC0")
+        vm_folder = next(f.obj for f in retrieve(si, vim.Folder, ["name"], dc.obj)
+                         if f.name == "vm")
+        vm_folder.CreateFolder(name)
+
+
 @pytest.mark.simulator
 @pytest.mark.slow
 def test_retention_deletes_only_its_own_old_templates(
@@ -110,14 +142,9 @@ def test_retention_deletes_only_its_own_old_templates(
     from pyVmomi import vim
 
     from ovapipe.vsphere.connect import session
-    from ovapipe.vsphere.inventory import datacenter, properties, retrieve
-    from ovapipe.vsphere.tasks import wait_for_task
+    from ovapipe.vsphere.inventory import retrieve
 
-    with session(simulator.connection) as si:
-        dc = datacenter(si, "DC0")
-        vm_folder = next(f.obj for f in retrieve(si, vim.Folder, ["name"], dc.obj)
-                         if f.name == "vm")
-        vm_folder.CreateFolder("teamB")
+    make_team_folder(simulator, "teamB")
     out = tmp_path / "out"
     stamp = lambda day: f"{PROFILE}-202611{day:02d}-010000-abc1234"  # noqa: E731
     cloned = _publish(simulator, efi_ova, out, stamp(20), "site-a")
@@ -126,16 +153,8 @@ def test_retention_deletes_only_its_own_old_templates(
     _publish(simulator, efi_ova, out, stamp(24), "team-b")  # another site's, same folder
     future = _publish(simulator, efi_ova, out, f"{PROFILE}-20991231-010000-abc1234", "site-a")
     new = _publish(simulator, efi_ova, out, stamp(28), "site-a")
+    linked_clone(simulator, cloned.moref, "capv-worker")
     with session(simulator.connection) as si:
-        template = vim.VirtualMachine(cloned.moref, si._stub)
-        props = properties(si, template, ["parent", "snapshot"])
-        pool = retrieve(si, vim.ClusterComputeResource, ["resourcePool"], dc.obj)[0]
-        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(
-            pool=pool.get("resourcePool"), diskMoveType="createNewChildDiskBacking"),
-            snapshot=props["snapshot"].currentSnapshot, powerOn=False, template=False)
-        wait_for_task(template.CloneVM_Task(folder=props["parent"], name="capv-worker",
-                                            spec=spec), "linked clone")
-
         result = apply_retention(si, "DC0", PROFILE, 1, {new.template}, "site-a")
         left = {vm.name for vm in retrieve(si, vim.VirtualMachine, ["name"])}
     assert sorted(result.deleted) == sorted(r.template for r in old), result.message()
