@@ -58,22 +58,32 @@ def vars(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, out="o
         **LAYER_HELP,
         "on_error": "cleanup (default): delete what the build made; abort: keep it for debugging",
         "keep_vm": "keep the build VM in vCenter after its disks were exported",
+        "sign": "sign the OVA (NAME.cert) with the key and certificate of invoke.yaml's "
+                "ovapipe.signing (key from key_file or the variable key_env, default "
+                "OVAPIPE_SIGNING_KEY)",
     },
     iterable=["var_file", "set_"],
 )
 def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, out="output",
-              on_error="cleanup", keep_vm=False):
+              on_error="cleanup", keep_vm=False, sign=False):
     """Build the node image with Packer and assemble a validated OVA."""
     from pathlib import Path
 
     from ovapipe.build import BuildRequest, build_ova, describe_result
+    from ovapipe.config import signing_settings
     from ovapipe.varfiles import site_var_files
 
     with exits():
-        var_files = [*site_var_files(c.config.get("ovapipe", {})), *(var_file or [])]
+        settings = c.config.get("ovapipe", {})
+        signer = None
+        if sign:
+            from ovapipe.ova.signing import signer_from
+
+            signer = signer_from(signing_settings(settings))
+        var_files = [*site_var_files(settings), *(var_file or [])]
         result = build_ova(BuildRequest(
             profile=profile, var_files=var_files, sets=set_ or [], out=Path(out),
-            on_error=on_error, keep_vm=keep_vm,
+            on_error=on_error, keep_vm=keep_vm, signer=signer,
         ))
     print(describe_result(result))
 
@@ -85,17 +95,59 @@ def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, o
         "min_vmx": "lowest acceptable virtual hardware version: 17 or vmx-17 (default)",
         "firmware": "required firmware: efi (default) or bios",
         "json": "print one JSON object instead of a report",
+        "require_signature": "fail unless a trusted signer signed the OVA (NAME.cert); "
+                             "default: invoke.yaml ovapipe.signing.require",
+        "trust": "PEM file of the CA certificate(s) or pinned signer certificate(s) "
+                 "(default: invoke.yaml ovapipe.signing.trust)",
     },
 )
-def validate_ova(c: Context, path, min_vmx="17", firmware="efi", json=False):
-    """Check an OVA: archive, descriptor, manifest, vmx version, firmware, disks, ESP."""
+def validate_ova(c: Context, path, min_vmx="17", firmware="efi", json=False,
+                 require_signature=False, trust=None):
+    """Check an OVA: archive, descriptor, manifest, signature, vmx, firmware, disks, ESP."""
     from ovapipe.validators.ova import validate_ova as check_ova
 
     from ovapipe.cli import emit_report
+    from ovapipe.config import signing_settings
 
     with exits():
-        report = check_ova(path, min_vmx=min_vmx, firmware=firmware)
+        signing = signing_settings(c.config.get("ovapipe", {}))
+        report = check_ova(path, min_vmx=min_vmx, firmware=firmware,
+                           require_signature=require_signature or signing.require,
+                           trust=trust or signing.trust)
     emit_report(report, json)
+
+
+@task(
+    name="sign-ova",
+    help={
+        "path": "the OVA to sign in place (NAME.cert after NAME.mf; a previous one is replaced)",
+        "certificate": "PEM: the signer's certificate, then intermediates "
+                       "(default: invoke.yaml ovapipe.signing.certificate)",
+        "key_file": "PEM private key file (default: ovapipe.signing.key_file)",
+        "key_env": "variable holding the PEM private key (default: ovapipe.signing.key_env, "
+                   "else OVAPIPE_SIGNING_KEY); never pass a key itself",
+        "algorithm": "SHA256 (default) or SHA512; SHA1 is refused",
+    },
+)
+def sign_ova(c: Context, path, certificate=None, key_file=None, key_env=None, algorithm=None):
+    """Sign an OVA as ovftool does: a NAME.cert member over the manifest."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ovapipe.config import signing_settings
+    from ovapipe.ova.resign import sign_ova as sign
+    from ovapipe.ova.signing import signer_from
+
+    with exits():
+        settings = signing_settings(c.config.get("ovapipe", {}))
+        if key_file or key_env:
+            settings = replace(settings, key_file=Path(key_file) if key_file else None,
+                               key_env=key_env)
+        settings = replace(settings, certificate=Path(certificate) if certificate
+                           else settings.certificate, algorithm=algorithm or settings.algorithm)
+        signed = sign(Path(path), signer_from(settings))
+    print(f"signed {signed.path} ({signed.cert_member}) as {signed.signer}\n"
+          f"sha256 {signed.sha256}")
 
 
 @task(
@@ -117,17 +169,21 @@ def validate_ova(c: Context, path, min_vmx="17", firmware="efi", json=False):
         "no_snapshot": "do not take the 'root' snapshot that CAPV linked clones use",
         "insecure": "skip certificate verification (warns; not for production)",
         "json": "print the handoff records as JSON",
+        "require_signature": "publish only an OVA a trusted signer signed "
+                             "(default: invoke.yaml ovapipe.signing.require)",
+        "trust": "PEM file of the CA or pinned signer certificate(s) "
+                 "(default: invoke.yaml ovapipe.signing.trust)",
     },
     iterable=["datacenter"],
 )
 def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, datastore=None,
             folder=None, network=None, name=None, replace=False, no_snapshot=False,
-            insecure=False, json=False):
+            insecure=False, json=False, require_signature=False, trust=None):
     """Upload an OVA as a vmx-17/EFI VM template in one or more datacenters."""
     import json as json_module
     from pathlib import Path
 
-    from ovapipe.config import connection_from_env, site_defaults
+    from ovapipe.config import connection_from_env, signing_settings, site_defaults
     from ovapipe.names import template_name
     from ovapipe.vsphere.publish import PublishOptions
     from ovapipe.vsphere.publish import publish as publish_ova
@@ -135,6 +191,7 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
     with exits():
         template_name(name, Path(ova))
         site = site_defaults(c.config.get("ovapipe", {}))
+        signing = signing_settings(c.config.get("ovapipe", {}))
         options = PublishOptions(
             ova=Path(ova),
             datacenters=tuple(datacenter or filter(None, [site.datacenter])),
@@ -146,6 +203,8 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
             name=name, replace=replace, snapshot=not no_snapshot,
             concurrency=site.publish_concurrency, output_dir=site.output,
             pipeline_id=site.pipeline_id,
+            require_signature=require_signature or signing.require,
+            trust=Path(trust) if trust else signing.trust,
         )
         records = publish_ova(options, connection_from_env(insecure=insecure))
     if json:
@@ -303,17 +362,18 @@ def cluster_template(c: Context, in_=None, out=None, publish_record=None, templa
         "folder": "VM folder for the templates (default from invoke.yaml / VSPHERE_FOLDER)",
         "unlock": "show who holds each profile's nightly lock; with --yes, break it",
         "yes": "with --unlock: break the lock (only when no nightly run of it is active)",
+        "sign": "sign each OVA with invoke.yaml's ovapipe.signing key and certificate",
     },
     iterable=["profile", "datacenter", "var_file", "set_"],
 )
 def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/report",
             resume=False, var_file=None, set_=None, cluster=None, datastore=None, network=None,
-            folder=None, unlock=False, yes=False):
+            folder=None, unlock=False, yes=False, sign=False):
     """The nightly image job: build, validate, publish, verify, hand off."""
     import sys
     from pathlib import Path
 
-    from ovapipe.config import site_defaults, timeout_env
+    from ovapipe.config import signing_settings, site_defaults, timeout_env
     from ovapipe.nightly import NightlyRequest, run_nightly, unlock_profiles
     from ovapipe.varfiles import site_var_files
 
@@ -324,6 +384,12 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
                                    unlock=unlock, force=yes)
         raise invoke.Exit(code=code)
     with exits():
+        signing = signing_settings(settings)
+        signer = None
+        if sign:
+            from ovapipe.ova.signing import signer_from
+
+            signer = signer_from(signing)  # before timeout_env copies the environment
         env = timeout_env(settings)
         site = site_defaults(settings)
         var_files = (*site_var_files(settings), *(var_file or []))
@@ -336,7 +402,8 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
             cluster=cluster or site.cluster, datastore=datastore or site.datastore,
             network=network or site.network, folder=folder or site.folder,
             concurrency=site.publish_concurrency,
-            pipeline_id=site.pipeline_id,
+            pipeline_id=site.pipeline_id, signer=signer, require_signature=signing.require,
+            trust=signing.trust,
         ), env)
         print(result.summary())
         folder = result.folder or report_dir
@@ -407,6 +474,6 @@ def demo(c: Context):
 
 
 namespace = Collection(
-    vars, build_ova, validate_ova, publish, validate_template, gpus, pci_id, cluster_template,
-    nightly, sim, test_disk, demo,
+    vars, build_ova, validate_ova, sign_ova, publish, validate_template, gpus, pci_id,
+    cluster_template, nightly, sim, test_disk, demo,
 )

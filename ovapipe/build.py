@@ -42,6 +42,7 @@ from ovapipe.varfiles import PACKER_VARS_FILE, ResolvedVars, resolve
 
 if TYPE_CHECKING:
     from ovapipe.ova import AssembledOva
+    from ovapipe.ova.signing import Signer
     from ovapipe.vsphere.export import ExportedFile
 
 ON_ERROR: Final = ("cleanup", "abort")
@@ -58,6 +59,7 @@ class BuildRequest:
     out: Path = Path("output")
     on_error: str = "cleanup"
     keep_vm: bool = False
+    signer: Signer | None = None  # sign the OVA (NAME.cert); loaded before anything runs
 
 
 @dataclass
@@ -343,10 +345,10 @@ def assemble(state: BuildState, run: Run) -> None:
                           os_type=str(values.get("guest_os_type", "ubuntu64Guest")))
     state.ova = assemble_ova(
         state.staging, state.name, [d.path for d in state.disks], facts, hardware=sizes,
-        nvram=state.nvram.path if state.nvram else None,
+        nvram=state.nvram.path if state.nvram else None, signer=state.request.signer,
     )
     run.say(f"assemble: {state.ova.path.name} ({state.ova.size} bytes, sha256 "
-            f"{state.ova.sha256})")
+            f"{state.ova.sha256}{f', signed by {state.ova.signer}' if state.ova.signer else ''})")
 
 
 def validate(state: BuildState, run: Run) -> None:

@@ -181,6 +181,53 @@ def site_defaults(settings: Mapping[str, Any], env: Mapping[str, str] | None = N
     )
 
 
+@dataclass(frozen=True)
+class SigningSettings:
+    """invoke.yaml ``ovapipe.signing``: how build-ova/sign-ova sign, and what publish trusts.
+
+    The private key comes from ``key_file`` or from the variable named by ``key_env``; a key
+    itself is never a setting, a flag or an argument.
+    """
+
+    certificate: Path | None = None  # PEM: the signer's certificate, then intermediates
+    key_file: Path | None = None
+    key_env: str | None = None
+    algorithm: str = "SHA256"
+    require: bool = False  # validate-ova and publish refuse unsigned or untrusted OVAs
+    trust: Path | None = None  # PEM: CA certificate(s), or the pinned signer certificate(s)
+
+
+def signing_settings(settings: Mapping[str, Any]) -> SigningSettings:
+    section = settings.get("signing") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError("invoke.yaml: ovapipe.signing must be a mapping")
+    if "key" in section or "private_key" in section:
+        raise ConfigError("invoke.yaml: a signing key is never a setting; use key_file or key_env")
+    known = {"certificate", "key_file", "key_env", "algorithm", "require", "trust"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"invoke.yaml: ovapipe.signing.{unknown[0]} is not a setting "
+                          f"(known: {', '.join(sorted(known))})")
+
+    def path(key: str) -> Path | None:
+        value = section.get(key)
+        return Path(str(value)) if value else None
+
+    require = section.get("require", False)
+    if not isinstance(require, bool):
+        try:
+            require = parse_bool(str(require))
+        except ValueError:
+            raise ConfigError("invoke.yaml: ovapipe.signing.require must be true or false"
+                              ) from None
+    return SigningSettings(
+        certificate=path("certificate"), key_file=path("key_file"),
+        key_env=str(section["key_env"]) if section.get("key_env") else None,
+        algorithm=str(section.get("algorithm") or "SHA256"), require=require,
+        trust=path("trust"),
+    )
+
+
 def timeout_env(settings: Mapping[str, Any], env: Mapping[str, str] | None = None
                 ) -> dict[str, str]:
     """``env`` with VSPHERE_TIMEOUT from invoke.yaml's ``ovapipe.timeout`` unless already set.

@@ -3,6 +3,10 @@
 The simulator's installer stands in for the Ubuntu installer (no ISO can be downloaded here):
 when Packer powers the build VM on, it writes the EFI test disk as the VM's first disk and
 powers it off, as the unattended install would.
+
+The OVA is signed with a throwaway key made for this run (kept in memory only); its self-signed
+certificate is written beside the report and pinned as the one trusted signer, so publish
+refuses any OVA this run did not sign.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from ovapipe import config
 from ovapipe.nightly import NightlyRequest, run_nightly
 from ovapipe.paths import CACHE_DIR, OUTPUT_DIR, VARS_DIR
 from ovapipe.report import NightlyReport
+
+if TYPE_CHECKING:
+    from ovapipe.ova.signing import Signer
 
 PROFILE: Final = "ubuntu-2004-efi"
 DATACENTER: Final = "DC0"
@@ -37,6 +44,32 @@ def demo_disk() -> Path:
     return disk
 
 
+def throwaway_signer(certificate: Path) -> Signer:
+    """A new RSA key and a one-day self-signed certificate for it (written to ``certificate``)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from ovapipe.files import write_text
+    from ovapipe.ova.signing import Signer
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ovapipe demo signer"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "throwaway, this run only")])
+    now = dt.datetime.now(tz=dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    write_text(certificate, cert.public_bytes(serialization.Encoding.PEM).decode())
+    return Signer(key, (cert,))
+
+
 def run_demo(out: Path = OUTPUT_DIR / "demo", log: TextIO | None = None) -> NightlyReport:
     from ovapipe.simulator import Simulator, SimulatorOptions
 
@@ -44,6 +77,9 @@ def run_demo(out: Path = OUTPUT_DIR / "demo", log: TextIO | None = None) -> Nigh
     started = time.monotonic()
     options = SimulatorOptions(installer_vm=f"{PROFILE}-*", installer_disk=demo_disk(),
                                installer_seconds=2)
+    pinned = out / "demo-signer.pem"
+    signer = throwaway_signer(pinned)
+    log.write(f"signing: throwaway key, certificate {pinned} ({signer.subject})\n")
     with Simulator(options) as sim:
         log.write(f"simulator: {sim.url} (vCenter {options.vc_version}, ESXi "
                   f"{options.esx_version}, started in {sim.startup_seconds:.2f} s)\n")
@@ -56,6 +92,7 @@ def run_demo(out: Path = OUTPUT_DIR / "demo", log: TextIO | None = None) -> Nigh
             var_files=(str(VARS_DIR / "site" / "simulator.json"),),
             cluster=PLACEMENT[config.ENV_CLUSTER], datastore=PLACEMENT[config.ENV_DATASTORE],
             network=PLACEMENT[config.ENV_NETWORK],
+            signer=signer, require_signature=True, trust=pinned,
         )
         report = run_nightly(request, env, log=sys.stderr)
     log.write("\n" + report.summary() + "\n\n")

@@ -30,6 +30,7 @@ class Report:
     firmware: str | None = None
     secure_boot: bool | None = None
     findings: list[Finding] = field(default_factory=list)
+    signature: dict[str, object] | None = None  # an OVA's NAME.cert, when it has one
 
     @property
     def ok(self) -> bool:
@@ -56,6 +57,7 @@ class Report:
             "firmware": self.firmware,
             "secure_boot": self.secure_boot,
             "findings": [f.as_dict() for f in self.findings],
+            **({"signature": self.signature} if self.signature is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -70,6 +72,10 @@ class Report:
             f"  hardware: {self.vmx or 'unknown'}   firmware: {self.firmware or 'unknown'}"
             f"   secure boot: {secure}",
         ]
+        if self.signature is not None:
+            trusted = {True: "trusted", False: "NOT trusted", None: "trust not checked"}[
+                self.signature["trusted"]]  # type: ignore[index]
+            lines.append(f"  signed by: {self.signature['signer']} ({trusted})")
         for finding in sorted(self.findings, key=lambda f: f.severity != ERROR):
             lines.append(f"  {finding.severity.upper():7} {finding.rule}: {finding.message}")
         if not self.findings:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ovapipe.config import Connection, connection_from_env
 from ovapipe.errors import CheckFailed, ConfigError, Interrupted, OvapipeError
@@ -29,6 +29,9 @@ from ovapipe.report import NightlyReport, StageResult
 from ovapipe.retention import NIGHTLY_BUILD_FACT, NIGHTLY_PROFILE_FACT, apply_retention
 from ovapipe.runs import claim_report_folder, kube_image_name, run_suffix
 from ovapipe.steps import sigterm_as_interrupt
+
+if TYPE_CHECKING:
+    from ovapipe.ova.signing import Signer
 
 STATE_FILE: Final = "state.json"
 INTERRUPTED_MESSAGE: Final = "interrupted (Ctrl-C or SIGTERM)"
@@ -50,6 +53,9 @@ class NightlyRequest:
     folder: str | None = None
     concurrency: int = 2
     pipeline_id: str | None = None  # invoke.yaml ovapipe.pipeline_id: retention's owner mark
+    signer: Signer | None = None  # --sign: build-ova signs each OVA
+    require_signature: bool = False  # invoke.yaml ovapipe.signing.require
+    trust: Path | None = None  # invoke.yaml ovapipe.signing.trust
 
 
 def git_commit() -> str:
@@ -297,7 +303,8 @@ def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
         from ovapipe.build import BuildRequest, build_ova
 
         result = build_ova(BuildRequest(job.name, request.var_files, sets,
-                                        out=request.output_dir), env=env, log=log)
+                                        out=request.output_dir, signer=request.signer),
+                           env=env, log=log)
         job.ova = result.ova
         artifacts = {"ova": str(result.ova), "sha256": result.sha256}
         state.finished(job.name, "build-ova", artifacts, {result.ova: result.sha256})
@@ -307,7 +314,8 @@ def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
         from ovapipe.validators.ova import validate_ova
 
         assert job.ova is not None
-        report = validate_ova(job.ova)
+        report = validate_ova(job.ova, require_signature=request.require_signature,
+                              trust=request.trust)
         if not report.ok:
             raise CheckFailed("; ".join(f"{f.rule}: {f.message}" for f in report.errors))
         artifacts = {"ova": str(job.ova), "_message": f"{report.vmx} {report.firmware}"}
@@ -350,7 +358,8 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
             ova=job.ova, datacenters=(datacenter,), cluster=request.cluster,
             datastore=request.datastore, network=request.network, folder=request.folder,
             name=job.image, concurrency=request.concurrency, output_dir=request.output_dir,
-            pipeline_id=request.pipeline_id,
+            pipeline_id=request.pipeline_id, require_signature=request.require_signature,
+            trust=request.trust,
             # <profile>-<build id>: sorts by time within a profile, as earlier releases' did.
             facts={NIGHTLY_PROFILE_FACT: job.name,
                    NIGHTLY_BUILD_FACT: f"{job.name}-{job.build_id}"},

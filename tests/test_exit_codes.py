@@ -23,8 +23,8 @@ from ovapipe.paths import REPO_ROOT
 from ovapipe.program import program
 
 TASKS = sorted([
-    "vars", "build-ova", "validate-ova", "publish", "validate-template", "gpus", "pci-id",
-    "cluster-template", "nightly", "sim", "test-disk", "demo",
+    "vars", "build-ova", "validate-ova", "sign-ova", "publish", "validate-template", "gpus",
+    "pci-id", "cluster-template", "nightly", "sim", "test-disk", "demo",
 ])
 
 
@@ -116,6 +116,7 @@ CONFIG_ERRORS = {
     "vars": ["--profile", "nope"],
     "build-ova": ["--profile", "nope"],
     "validate-ova": ["--path", "missing.ova"],
+    "sign-ova": ["--path", "missing.ova"],
     "publish": ["--ova", "missing.ova", "--datacenter", "DC0"],
     "validate-template": ["--datacenter", "DC0", "--name", "x", "--min-vmx", "vmx-x"],
     "gpus": ["--datacenter", "DC0", "--insecure"],  # VSPHERE_USERNAME unset below

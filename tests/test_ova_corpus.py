@@ -354,7 +354,8 @@ def test_warning_cases(case: str, tmp_path: Path, disks: Disks) -> None:
 def test_every_rule_has_a_case() -> None:
     tripped = set().union(*(rules for _, rules in CORPUS.values()))
     tripped |= set().union(*(rules for _, rules, _ in WARNING_CASES.values()))
-    assert tripped == set(RULES)
+    # signature.* rules have their cases in tests/test_ova_signing.py
+    assert tripped == {r for r in RULES if not r.startswith("signature.")}
 
 
 @pytest.mark.timeout(60)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ovapipe.validators import gate_arguments
 from ovapipe.validators.disk import check_efi_boot, check_vmdk
 
+from ovapipe.errors import ConfigError
 from ovapipe.findings import ERROR, WARNING, Finding, Report
 from ovapipe.hardware import (
     FIRMWARE_BIOS,
@@ -36,8 +37,12 @@ from ovapipe.ova.reader import (
     open_file,
     read_descriptor,
     read_manifest,
+    read_member_bytes,
     scan_file,
 )
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 HASH_BLOCK: Final = 8 * 1024 * 1024
 MAX_FINDINGS_PER_RULE: Final = 20
@@ -79,6 +84,15 @@ RULES: Final[dict[str, tuple[str, str]]] = {
     "disk.no-esp": (ERROR, "an EFI image whose boot disk has no EFI System Partition"),
     "disk.esp-not-fat": (ERROR, "an EFI System Partition without a FAT file system"),
     "disk.no-efi-loader": (ERROR, "an ESP without an x86-64 EFI loader"),
+    "signature.unsigned": (ERROR, "no NAME.cert signature, but --require-signature"),
+    "signature.invalid": (ERROR, "a .cert member that is not a signature line and certificates"),
+    "signature.bad": (ERROR, "the signature does not verify over the manifest's bytes"),
+    "signature.untrusted": (ERROR, "the signer is neither pinned nor issued by a --trust CA"),
+    "signature.expired": (ERROR, "a certificate on the signer's path is outside its validity"),
+    "signature.order": (ERROR, "the .cert member does not directly follow the .mf"),
+    "signature.no-manifest": (ERROR, "a signature without the manifest it signs"),
+    "signature.weak-digest": (WARNING, "a SHA-1 signature (older ovftool); re-sign with SHA-256"),
+    "signature.signer-unchecked": (WARNING, "a signature checked without --trust: any key fits"),
 }
 
 _IMAGE_BUILDER_619: Final = "kubernetes-sigs/image-builder#619"
@@ -92,6 +106,8 @@ class _Validation:
     min_vmx: int
     firmware: str
     check_digests: bool
+    require_signature: bool = False
+    trust: tuple[x509.Certificate, ...] | None = None
     scan: TarScan = field(default_factory=TarScan)
     incomplete: set[str] = field(default_factory=set)
     members_by_name: dict[str, Member] = field(default_factory=dict)
@@ -319,6 +335,58 @@ class _Validation:
                     f"{entry.digest}",
                 )
 
+    # -- signature ----------------------------------------------------------------------------
+
+    def check_signature(self, ovf: Member | None) -> None:
+        certs = [m for m in self.scan.members if m.name.lower().endswith(SIGNATURE_SUFFIX)]
+        if not certs:
+            if self.require_signature:
+                self.error("signature.unsigned",
+                           f"{self.path.name} has no .cert member: it is not signed")
+            return
+        cert_member = certs[0]
+        manifest = find_manifest(self.scan.members, ovf)
+        if manifest is None or manifest.name in self.incomplete:
+            self.error("signature.no-manifest",
+                       f"member '{cert_member.name}' signs a manifest the archive does not hold")
+            return
+        position = self.scan.members.index(cert_member)
+        if position == 0 or self.scan.members[position - 1] is not manifest:
+            self.error("signature.order",
+                       f"member '{cert_member.name}' must directly follow '{manifest.name}' "
+                       "(.ovf, .mf, .cert, then the disks), as ovftool writes and reads it")
+        if cert_member.name in self.incomplete:
+            return
+        # cryptography loads OpenSSL: imported only for OVAs that carry a signature.
+        from ovapipe.ova.signing import (
+            MAX_CERT_MEMBER_BYTES,
+            SignatureFormatError,
+            parse_cert_member,
+            verify,
+        )
+
+        try:
+            cert = parse_cert_member(
+                read_member_bytes(self.fd, cert_member, MAX_CERT_MEMBER_BYTES), cert_member.name)
+            manifest_bytes = read_member_bytes(self.fd, manifest, MAX_CERT_MEMBER_BYTES * 4)
+        except SignatureFormatError as exc:
+            self.error("signature.invalid", exc.message)
+            return
+        except ValueError as exc:
+            self.error("signature.invalid", f"{cert_member.name}: {exc}")
+            return
+        check = verify(cert, manifest.name, manifest_bytes, self.trust)
+        self.report.signature = check.as_dict()
+        for problem in check.problems:
+            self.error(problem.rule, f"{cert_member.name}: {problem.message}")
+        if cert.algorithm == "SHA1":
+            self.warning("signature.weak-digest",
+                         f"{cert_member.name}: signed with SHA-1; re-sign with SHA-256")
+        if self.trust is None and not check.problems:
+            self.warning("signature.signer-unchecked",
+                         f"{cert_member.name}: signed by {check.signer} (SHA-256 fingerprint "
+                         f"{check.fingerprint}); pass --trust CA.pem to check who that is")
+
     # -- disks --------------------------------------------------------------------------------
 
     def check_disks(self, descriptor: Descriptor) -> None:
@@ -345,6 +413,7 @@ class _Validation:
             self.check_hardware(descriptor, ovf.name)
             self.check_boot(descriptor, ovf.name)
         entries = self.manifest_entries(ovf)
+        self.check_signature(ovf)
         if self.check_digests:
             self.check_digests_in_one_pass(entries)
         if descriptor is not None:
@@ -356,17 +425,32 @@ def validate_ova(
     min_vmx: str | int = GPU_MIN_VMX,
     firmware: str = FIRMWARE_EFI,
     check_digests: bool = True,
+    *,
+    require_signature: bool = False,
+    trust: Path | str | None = None,
 ) -> Report:
     """Check an OVA; a Report with findings. ConfigError (exit 2) if it cannot be opened.
 
     ``check_digests=False`` skips hashing (the uploader verifies digests on its own read).
+    A signature is checked whenever present; ``require_signature`` makes its absence an
+    error, and ``trust`` (a PEM file of CA or pinned signer certificates) who may sign.
     """
     required_vmx = gate_arguments(min_vmx, firmware)
+    anchors = None
+    if trust is not None:
+        from ovapipe.ova.signing import load_trust
+
+        anchors = load_trust(Path(trust))
+    if require_signature and anchors is None:
+        raise ConfigError("--require-signature needs --trust CA.pem|CERT.pem (or "
+                          "ovapipe.signing.trust in invoke.yaml): a signature by any key "
+                          "proves nothing")
     path = Path(path)
     report = Report(path=str(path))
     fd = open_file(path)
     try:
-        _Validation(path, fd, report, required_vmx, firmware, check_digests).run()
+        _Validation(path, fd, report, required_vmx, firmware, check_digests,
+                    require_signature, anchors).run()
     finally:
         os.close(fd)
     report.findings = _capped(report.findings)

@@ -1,6 +1,7 @@
 """Assemble an OVA from streamOptimized disks and build facts.
 
-Layout: NAME.ovf, NAME.mf (SHA256), the disks, an optional nvram file, as one ustar archive
+Layout: NAME.ovf, NAME.mf (SHA256), NAME.cert when signed (ovapipe.ova.signing), the disks,
+an optional nvram file, as one ustar archive
 with fixed ownership, mode and mtime (the build timestamp): the same inputs always give the
 same bytes. NAME.ova and NAME.ova.sha256 are written to temporary names and renamed.
 """
@@ -12,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from ovapipe.errors import ConfigError
 from ovapipe.files import atomic_writer, sha256_file, write_text
@@ -21,6 +22,9 @@ from ovapipe.ova.descriptor import DescriptorSpec, DiskEntry, FileEntry, write_d
 from ovapipe.ova.facts import BuildFacts, HardwareSizes
 from ovapipe.ova.manifest import format_manifest
 from ovapipe.ova.vmdk import VmdkError, read_vmdk_header
+
+if TYPE_CHECKING:
+    from ovapipe.ova.signing import Signer
 
 COPY_BLOCK: Final = 4 * 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
@@ -34,6 +38,7 @@ class AssembledOva:
     size: int
     descriptor: bytes
     members: tuple[str, ...]
+    signer: str | None = None  # the signing certificate's subject
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ def assemble_ova(
     *,
     hardware: HardwareSizes | None = None,
     nvram: Path | None = None,
+    signer: Signer | None = None,
 ) -> AssembledOva:
     """Write ``out_dir/NAME.ova`` and ``NAME.ova.sha256``; the first disk is the boot disk."""
     hardware = hardware or HardwareSizes()
@@ -142,11 +148,16 @@ def assemble_ova(
         *((item.member, item.sha256) for item in payload),
     ])
 
+    manifest_name = f"{name}.mf"
+    signed = () if signer is None else ((f"{name}.cert",
+                                         signer.cert_member(manifest_name, manifest)),)
     ova_path = Path(out_dir) / f"{name}.ova"
     with atomic_writer(ova_path) as handle:
         out = _HashingWriter(handle)
         _write_member(out, descriptor_name, descriptor, facts.build_timestamp)
-        _write_member(out, f"{name}.mf", manifest, facts.build_timestamp)
+        _write_member(out, manifest_name, manifest, facts.build_timestamp)
+        for member_name, data in signed:
+            _write_member(out, member_name, data, facts.build_timestamp)
         for item in payload:
             _copy_member(out, item, facts.build_timestamp)
         out.write(END_OF_ARCHIVE)
@@ -156,5 +167,7 @@ def assemble_ova(
     return AssembledOva(
         path=ova_path, sha256_path=sha256_path, sha256=sha256, size=out.size,
         descriptor=descriptor,
-        members=(descriptor_name, f"{name}.mf", *(item.member for item in payload)),
+        members=(descriptor_name, manifest_name, *(n for n, _ in signed),
+                 *(item.member for item in payload)),
+        signer=signer.subject if signer else None,
     )

@@ -65,6 +65,7 @@ def publish(
     if options.concurrency < 1:
         raise ConfigError(f"publish_concurrency must be at least 1, not {options.concurrency}")
     ova = check_ova(options.ova, min_vmx=options.min_vmx, firmware=options.firmware,
+                    require_signature=options.require_signature, trust=options.trust,
                     name=options.name)
     cancelled = threading.Event()
     marker = new_marker(ova.name)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.files import sha256_file
+from ovapipe.findings import Report
 from ovapipe.ova.descriptor_read import descriptor_text
 from ovapipe.ova.reader import OvaIndex, read_ova
 from ovapipe.progress import Progress
+from ovapipe.vsphere.publish.records import OvaProvenance
 
 ProgressFactory = Callable[[str, int | None], Progress]
 
@@ -25,6 +27,7 @@ class CheckedOva:
     descriptor_text: str
     name: str
     sha256: str | None  # known before the upload only from a sidecar bound to this file
+    provenance: OvaProvenance = field(default_factory=OvaProvenance)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _hashed: bool = False
 
@@ -76,13 +79,15 @@ def sidecar_sha256(path: Path) -> str | None:
     return None
 
 
-def check_ova(path: Path, *, min_vmx: int, firmware: str, name: str | None) -> CheckedOva:
+def check_ova(path: Path, *, min_vmx: int, firmware: str, name: str | None,
+              require_signature: bool = False, trust: Path | None = None) -> CheckedOva:
     """validate-ova's rules without the full-content digests, which the upload verifies."""
     from ovapipe.validators.ova import validate_ova
 
     if not path.exists():  # validate_ova names what else is wrong (a directory, a pipe)
         raise ConfigError(f"{path}: no such OVA file")
-    report = validate_ova(path, min_vmx=min_vmx, firmware=firmware, check_digests=False)
+    report = validate_ova(path, min_vmx=min_vmx, firmware=firmware, check_digests=False,
+                          require_signature=require_signature, trust=trust)
     if not report.ok:
         details = "\n".join(f"  - {f.rule}: {f.message}" for f in report.errors)
         raise CheckFailed(f"{path} fails validate-ova (run `invoke validate-ova --path "
@@ -98,7 +103,18 @@ def check_ova(path: Path, *, min_vmx: int, firmware: str, name: str | None) -> C
             raise CheckFailed(f"{path}: {index.descriptor_member.name} does not match its "
                               f"{expected.algorithm} in the manifest; the OVA is corrupt")
     template_name = name or path.name.removesuffix(".ova")
-    return CheckedOva(index, descriptor_text(descriptor), template_name, sidecar_sha256(path))
+    return CheckedOva(index, descriptor_text(descriptor), template_name, sidecar_sha256(path),
+                      provenance_of(report))
+
+
+def provenance_of(report: Report) -> OvaProvenance:
+    signature = report.signature or {}
+    trusted = signature.get("trusted")
+    return OvaProvenance(
+        signer=str(signature["signer"]) if signature else None,
+        signer_fingerprint=str(signature["fingerprint_sha256"]) if signature else None,
+        signer_trusted=trusted if isinstance(trusted, bool) else None,
+    )
 
 
 def disks_needed(index: OvaIndex) -> int:

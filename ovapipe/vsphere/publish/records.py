@@ -33,6 +33,20 @@ class PublishOptions:
     pipeline_id: str | None = None
     # Extra facts recorded on the template beside the OVA's build facts (e.g. nightly marks).
     facts: Mapping[str, str] = field(default_factory=dict)
+    # invoke.yaml ovapipe.signing.require / trust: only OVAs a trusted signer signed.
+    require_signature: bool = False
+    trust: Path | None = None
+
+
+@dataclass(frozen=True)
+class OvaProvenance:
+    """Who signed the published OVA and which SBOM it carries (None: unsigned / none)."""
+
+    signer: str | None = None  # the signing certificate's subject
+    signer_fingerprint: str | None = None  # SHA-256 of that certificate
+    signer_trusted: bool | None = None  # None: checked without a trust anchor
+    sbom: str | None = None  # the SBOM member's name
+    sbom_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,7 @@ class PublishRecord:
     secure_boot: bool
     snapshot: str | None
     ova_sha256: str | None
+    provenance: OvaProvenance = field(default_factory=OvaProvenance)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -327,6 +327,7 @@ def step_record(state: DatacenterRun, run: Run) -> None:
         secure_boot=bool(vm.get("config.bootOptions.efiSecureBootEnabled", False)),
         snapshot=SNAPSHOT_NAME if SNAPSHOT_NAME in snapshots else next(iter(snapshots), None),
         ova_sha256=record.ova_sha256 if record else state.ova.sha256,
+        provenance=state.ova.provenance,
     )
     write_record(state.options.output_dir, state.name, state.record)
 
