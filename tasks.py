@@ -71,6 +71,7 @@ def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, o
 
     from ovapipe.build import BuildRequest, build_ova, describe_result
     from ovapipe.config import signing_settings
+    from ovapipe.iso import iso_settings
     from ovapipe.varfiles import site_var_files
 
     with exits():
@@ -83,7 +84,7 @@ def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, o
         var_files = [*site_var_files(settings), *(var_file or [])]
         result = build_ova(BuildRequest(
             profile=profile, var_files=var_files, sets=set_ or [], out=Path(out),
-            on_error=on_error, keep_vm=keep_vm, signer=signer,
+            on_error=on_error, keep_vm=keep_vm, signer=signer, iso=iso_settings(settings),
         ))
     print(describe_result(result))
 
@@ -115,6 +116,47 @@ def validate_ova(c: Context, path, min_vmx="17", firmware="efi", json=False,
                            require_signature=require_signature or signing.require,
                            trust=trust or signing.trust)
     emit_report(report, json)
+
+
+@task(
+    name="verify-iso",
+    help={
+        "iso": "the ISO's file name as SHA256SUMS lists it, or a local ISO file to hash",
+        "checksum": "sha256:HEX the build will use (Packer's iso_checksum), when no local ISO",
+        "sha256sums": "the release's SHA256SUMS (default: invoke.yaml ovapipe.iso.sha256sums)",
+        "keyring": "the pinned keyring (default: invoke.yaml ovapipe.iso.keyring)",
+    },
+)
+def verify_iso(c: Context, iso, checksum=None, sha256sums=None, keyring=None):
+    """Check an installer ISO against its release's signed SHA256SUMS (gpgv, offline)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ovapipe.errors import CheckFailed
+    from ovapipe.iso import iso_settings
+    from ovapipe.iso import verify_iso as verify
+
+    with exits():
+        settings = iso_settings(c.config.get("ovapipe", {}))
+        local = Path(iso) if Path(iso).is_file() else None
+        settings = replace(
+            settings, local_iso=local or settings.local_iso,
+            sha256sums=Path(sha256sums) if sha256sums else settings.sha256sums,
+            keyring=Path(keyring) if keyring else settings.keyring)
+        result = verify(settings, Path(iso).name, checksum)
+        if not result.ok:
+            raise CheckFailed(result.summary())
+    print(result.summary())
+
+
+@task(help={"path": "the OVA whose SBOM (NAME.spdx.json, SPDX 2.3) to print"})
+def sbom(c: Context, path):
+    """Print the SBOM inside an OVA: the packages installed on its boot disk."""
+    from ovapipe.ova.sbom_member import read_sbom_member
+
+    with exits():
+        document = read_sbom_member(path)
+    print(document.decode("utf-8"), end="")
 
 
 @task(
@@ -374,6 +416,7 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
     from pathlib import Path
 
     from ovapipe.config import signing_settings, site_defaults, timeout_env
+    from ovapipe.iso import iso_settings
     from ovapipe.nightly import NightlyRequest, run_nightly, unlock_profiles
     from ovapipe.varfiles import site_var_files
 
@@ -403,7 +446,7 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
             network=network or site.network, folder=folder or site.folder,
             concurrency=site.publish_concurrency,
             pipeline_id=site.pipeline_id, signer=signer, require_signature=signing.require,
-            trust=signing.trust,
+            trust=signing.trust, iso=iso_settings(settings),
         ), env)
         print(result.summary())
         folder = result.folder or report_dir
@@ -474,6 +517,6 @@ def demo(c: Context):
 
 
 namespace = Collection(
-    vars, build_ova, validate_ova, sign_ova, publish, validate_template, gpus, pci_id,
-    cluster_template, nightly, sim, test_disk, demo,
+    vars, build_ova, validate_ova, sign_ova, sbom, verify_iso, publish, validate_template, gpus,
+    pci_id, cluster_template, nightly, sim, test_disk, demo,
 )

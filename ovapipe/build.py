@@ -34,15 +34,18 @@ from ovapipe.config import Connection, connection_from_env
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.faults import checkpoint
 from ovapipe.files import write_json
-from ovapipe.findings import Report
+from ovapipe.findings import WARNING, Finding, Report
+from ovapipe.iso import IsoAuthenticity, IsoSettings, iso_file_name, verify_iso
 from ovapipe.packer import PackerInfo, packer_env
 from ovapipe.paths import REPO_ROOT
+from ovapipe.rootfs import DPKG_STATUS
 from ovapipe.steps import Run, Step, run_steps
 from ovapipe.varfiles import PACKER_VARS_FILE, ResolvedVars, resolve
 
 if TYPE_CHECKING:
     from ovapipe.ova import AssembledOva
     from ovapipe.ova.signing import Signer
+    from ovapipe.sbom import DiskSbom
     from ovapipe.vsphere.export import ExportedFile
 
 ON_ERROR: Final = ("cleanup", "abort")
@@ -60,6 +63,7 @@ class BuildRequest:
     on_error: str = "cleanup"
     keep_vm: bool = False
     signer: Signer | None = None  # sign the OVA (NAME.cert); loaded before anything runs
+    iso: IsoSettings = field(default_factory=lambda: IsoSettings())  # invoke.yaml ovapipe.iso
 
 
 @dataclass
@@ -83,6 +87,9 @@ class BuildState:
     disks: list[ExportedFile] = field(default_factory=list)
     nvram: ExportedFile | None = None
     ova: AssembledOva | None = None
+    sbom: DiskSbom | None = None
+    iso: IsoAuthenticity | None = None
+    plugins: dict[str, str] = field(default_factory=dict)
     report: Report | None = None
     output: Path | None = None
 
@@ -199,10 +206,27 @@ def _check_packer_trusts_vcenter(state: BuildState) -> None:
         return  # reachability was already checked over the pinned connection
 
 
+def check_iso(state: BuildState, run: Run) -> None:
+    """The ISO is the one the release's signed SHA256SUMS lists, before Packer boots it."""
+    settings = state.request.iso
+    values = state.resolved.values
+    name = iso_file_name(values)
+    if not settings.configured and not settings.keyring:
+        state.iso = IsoAuthenticity(name, checked=False, findings=[Finding(
+            "iso.not-configured", WARNING, "no ovapipe.iso.sha256sums and keyring configured")])
+        run.say(f"preflight: {state.iso.summary()}")
+        return
+    state.iso = verify_iso(settings, name, str(values.get("iso_checksum") or "") or None)
+    if not state.iso.ok:
+        raise CheckFailed(state.iso.summary())
+    run.say(f"preflight: {state.iso.summary()}")
+
+
 def preflight(state: BuildState, run: Run) -> None:
     from ovapipe.vsphere.connect import session
     from ovapipe.vsphere.packer_inventory import for_packer
 
+    check_iso(state, run)
     state.packer = packer.find_packer(state.env)
     run.say(f"preflight: packer {state.packer.version} at {state.packer.path}")
     with session(state.connection) as service:
@@ -222,6 +246,7 @@ def preflight(state: BuildState, run: Run) -> None:
     _check_packer_trusts_vcenter(state)
     env = state.packer_env()
     packer.init_plugins(state.packer, env)
+    state.plugins = packer.plugin_versions(state.packer, env)
     with tempfile.TemporaryDirectory(prefix="ovapipe-validate-") as temp:
         var_file = Path(temp) / PACKER_VARS_FILE
         write_json(var_file, state.resolved.packer_vars())
@@ -323,6 +348,19 @@ def _git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
+def _read_sbom(state: BuildState) -> DiskSbom:
+    from ovapipe.rootfs import RootFsError
+    from ovapipe.sbom import disk_sbom
+
+    boot = state.disks[0]
+    try:
+        return disk_sbom(boot.path, state.name, created=dt.datetime.fromtimestamp(
+            int(state.started), tz=dt.UTC), disk_sha256=boot.sha256)
+    except RootFsError as exc:
+        raise CheckFailed(f"the exported boot disk {boot.path.name}: {exc.message}; the "
+                          "package list (SBOM) is read from its ext4 root file system") from None
+
+
 def assemble(state: BuildState, run: Run) -> None:
     from ovapipe.ova import BuildFacts, HardwareSizes, assemble_ova
 
@@ -343,9 +381,13 @@ def assemble(state: BuildState, run: Run) -> None:
     )
     sizes = HardwareSizes(cpus=int(values["cpus"]), memory_mb=int(values["memory"]),
                           os_type=str(values.get("guest_os_type", "ubuntu64Guest")))
+    state.sbom = _read_sbom(state)
+    run.say(f"sbom: {len(state.sbom.packages)} packages read from the boot disk's "
+            f"{DPKG_STATUS}")
     state.ova = assemble_ova(
         state.staging, state.name, [d.path for d in state.disks], facts, hardware=sizes,
         nvram=state.nvram.path if state.nvram else None, signer=state.request.signer,
+        sbom=state.sbom.document,
     )
     run.say(f"assemble: {state.ova.path.name} ({state.ova.size} bytes, sha256 "
             f"{state.ova.sha256}{f', signed by {state.ova.signer}' if state.ova.signer else ''})")
@@ -380,10 +422,21 @@ def _build_record(state: BuildState, run: Run) -> dict[str, Any]:
             "ovapipe": __version__,
             "git_commit": state.git_commit,
             "packer": state.packer.version if state.packer else None,
+            "packer_plugins": state.plugins,
             "vcenter": state.vcenter_version,
             "python": platform.python_version(),
         },
         "hardware": {"vmx": hardware.vmx_name(state.vmx), "firmware": state.firmware},
+        "iso": {"url": values.get("iso_url"), "paths": values.get("iso_paths"),
+                "checksum": values.get("iso_checksum"),
+                "authenticity": state.iso.as_dict() if state.iso else None},
+        "signature": state.report.signature if state.report is not None else None,
+        "sbom": None if state.sbom is None else {
+            "member": f"{state.name}.spdx.json", "format": "SPDX-2.3",
+            "sha256": state.sbom.sha256, "distro": state.sbom.distro,
+            "packages": [{"name": p.name, "version": p.version, "architecture": p.architecture}
+                         for p in state.sbom.packages],
+        },
         "started": dt.datetime.fromtimestamp(state.started, tz=dt.UTC).isoformat(),
         "finished": dt.datetime.now(tz=dt.UTC).isoformat(),
         "timings": [

@@ -36,11 +36,14 @@ PLACEMENT: Final = {
 
 
 def demo_disk() -> Path:
-    from ovapipe.testdisk import make_test_disk
+    """The installer's disk: a cleaned node image with the vars' Kubernetes and containerd."""
+    from ovapipe.testdisk import RootContent, make_test_disk
 
-    disk = CACHE_DIR / "demo" / "efi-test-disk.vmdk"
+    root = RootContent()
+    disk = CACHE_DIR / "demo" / (f"efi-node-k{root.kubernetes_version}-"
+                                 f"c{root.containerd_version}.vmdk")
     if not disk.exists():
-        make_test_disk("efi", disk)
+        make_test_disk("efi", disk, root=root)
     return disk
 
 
@@ -57,8 +60,9 @@ def throwaway_signer(certificate: Path) -> Signer:
     from ovapipe.ova.signing import Signer
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ovapipe demo signer"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "throwaway, this run only")])
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, "ovapipe demo signer (throwaway key)"),
+    ])
     now = dt.datetime.now(tz=dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -31,6 +31,7 @@ class Report:
     secure_boot: bool | None = None
     findings: list[Finding] = field(default_factory=list)
     signature: dict[str, object] | None = None  # an OVA's NAME.cert, when it has one
+    sbom: dict[str, object] | None = None  # an OVA's NAME.spdx.json, when it has one
 
     @property
     def ok(self) -> bool:
@@ -58,6 +59,7 @@ class Report:
             "secure_boot": self.secure_boot,
             "findings": [f.as_dict() for f in self.findings],
             **({"signature": self.signature} if self.signature is not None else {}),
+            **({"sbom": self.sbom} if self.sbom is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -76,6 +78,9 @@ class Report:
             trusted = {True: "trusted", False: "NOT trusted", None: "trust not checked"}[
                 self.signature["trusted"]]  # type: ignore[index]
             lines.append(f"  signed by: {self.signature['signer']} ({trusted})")
+        if self.sbom is not None:
+            lines.append(f"  SBOM: {self.sbom['member']} ({self.sbom['packages']} packages, "
+                         f"sha256 {self.sbom['sha256']})")
         for finding in sorted(self.findings, key=lambda f: f.severity != ERROR):
             lines.append(f"  {finding.severity.upper():7} {finding.rule}: {finding.message}")
         if not self.findings:

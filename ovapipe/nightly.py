@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -24,6 +24,7 @@ from ovapipe.config import Connection, connection_from_env
 from ovapipe.errors import CheckFailed, ConfigError, Interrupted, OvapipeError
 from ovapipe.faults import checkpoint
 from ovapipe.files import sha256_file, write_json
+from ovapipe.iso import IsoSettings
 from ovapipe.paths import REPO_ROOT
 from ovapipe.report import NightlyReport, StageResult
 from ovapipe.retention import NIGHTLY_BUILD_FACT, NIGHTLY_PROFILE_FACT, apply_retention
@@ -56,6 +57,7 @@ class NightlyRequest:
     signer: Signer | None = None  # --sign: build-ova signs each OVA
     require_signature: bool = False  # invoke.yaml ovapipe.signing.require
     trust: Path | None = None  # invoke.yaml ovapipe.signing.trust
+    iso: IsoSettings = field(default_factory=lambda: IsoSettings())  # invoke.yaml ovapipe.iso
 
 
 def git_commit() -> str:
@@ -303,7 +305,8 @@ def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
         from ovapipe.build import BuildRequest, build_ova
 
         result = build_ova(BuildRequest(job.name, request.var_files, sets,
-                                        out=request.output_dir, signer=request.signer),
+                                        out=request.output_dir, signer=request.signer,
+                                        iso=request.iso),
                            env=env, log=log)
         job.ova = result.ova
         artifacts = {"ova": str(result.ova), "sha256": result.sha256}

@@ -124,6 +124,24 @@ def init_plugins(info: PackerInfo, env: Mapping[str, str]) -> None:
         _run([str(info.path), "init", str(PLUGINS_DIR)], env, "packer init", 900)
 
 
+def plugin_versions(info: PackerInfo, env: Mapping[str, str]) -> dict[str, str]:
+    """The builder plugins this Packer uses, with versions (for build.json)."""
+    if not info.needs_plugins:
+        return {"vsphere-iso": f"built into packer {info.version}"}
+    try:
+        listing = _run([str(info.path), "plugins", "installed"], env, "packer plugins", 60)
+    except BuildError as exc:
+        return {"vsphere": f"unknown ({exc})"}
+    found: dict[str, str] = {}
+    for line in listing.splitlines():
+        # .../github.com/hashicorp/vsphere/packer-plugin-vsphere_v1.2.4_x5.0_linux_amd64
+        name = Path(line.strip()).name
+        match = re.match(r"packer-plugin-([a-z0-9-]+)_v([0-9][^_]*)", name)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found or {"vsphere": "unknown (packer plugins installed listed none)"}
+
+
 def validate(info: PackerInfo, template: Path, var_file: Path, env: Mapping[str, str]) -> None:
     # TMPDIR: the folder of the var file, which the caller removes (no packer_to_cdrom* left).
     _run(

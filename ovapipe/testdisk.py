@@ -11,6 +11,8 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, cast
 
@@ -44,6 +46,88 @@ ESP_GUID: Final = "6f766170-0000-4000-8000-000000000002"
 ROOT_GUID: Final = "6f766170-0000-4000-8000-000000000003"
 ROOT_FS_UUID: Final = "6f766170-0000-4000-8000-000000000004"
 OS_RELEASE: Final = 'NAME="ovapipe test disk"\nID=ovapipe-test\n'
+GUESTINFO_DATASOURCE: Final = (
+    "# Written by ovapipe: CAPV passes user-data and metadata through VMware guestinfo.\n"
+    "datasource_list: [ VMware, OVF, None ]\n"
+)
+# What a cleaned Ubuntu node image holds besides Kubernetes (a realistic, short dpkg list).
+BASE_PACKAGES: Final = (
+    ("base-files", "11ubuntu5.8", "amd64"), ("libc6", "2.31-0ubuntu9.16", "amd64"),
+    ("systemd", "245.4-4ubuntu3.24", "amd64"), ("openssh-server", "1:8.2p1-4ubuntu0.11", "amd64"),
+    ("cloud-init", "24.1.3-0ubuntu1~20.04.1", "all"),
+    ("open-vm-tools", "2:11.3.0-2ubuntu0~ubuntu20.04.7", "amd64"),
+    ("kubernetes-cni", "1.4.0-1.1", "amd64"), ("cri-tools", "1.30.1-1.1", "amd64"),
+)
+
+
+def _default_versions() -> tuple[str, str]:
+    import json
+
+    from ovapipe.paths import VARS_DIR
+
+    defaults = json.loads((VARS_DIR / "defaults.json").read_text())
+    return str(defaults["kubernetes_version"]), str(defaults["containerd_version"])
+
+
+@dataclass(frozen=True)
+class RootContent:
+    """What the test disk's root file system holds: a cleaned node image by default.
+
+    Each field can be turned into the mistake the image inspection must catch.
+    """
+
+    kubernetes_version: str = field(default_factory=lambda: _default_versions()[0])
+    containerd_version: str = field(default_factory=lambda: _default_versions()[1])
+    missing_packages: tuple[str, ...] = ()
+    guestinfo_datasource: bool = True
+    ssh_host_keys: bool = False
+    machine_id: str = ""
+    builder_shadow: str | None = None  # e.g. "builder:$6$...:19700:0:99999:7:::"
+    extra_files: Mapping[str, str] = field(default_factory=dict)
+
+    def dpkg_status(self) -> str:
+        kube = self.kubernetes_version.removeprefix("v")
+        packages = [*BASE_PACKAGES, *((name, f"{kube}-1.1", "amd64")
+                                      for name in ("kubelet", "kubeadm", "kubectl")),
+                    ("containerd", f"{self.containerd_version.removeprefix('v')}"
+                     "-0ubuntu1~20.04.1", "amd64")]
+        stanzas = []
+        for name, version, arch in packages:
+            if name in self.missing_packages:
+                continue
+            stanzas.append(
+                f"Package: {name}\nStatus: install ok installed\nPriority: optional\n"
+                f"Architecture: {arch}\nVersion: {version}\n"
+                f"Description: {name} (ovapipe test disk)\n ovapipe's stand-in for the real "
+                "package.\n"
+            )
+        stanzas.append("Package: removed-tool\nStatus: deinstall ok config-files\n"
+                       "Version: 1.0\n")
+        return "\n".join(stanzas)
+
+    def write(self, tree: Path) -> None:
+        files = {
+            "etc/os-release": OS_RELEASE,
+            "etc/machine-id": self.machine_id,
+            "etc/passwd": "root:x:0:0:root:/root:/bin/bash\n"
+                          "sshd:x:110:65534::/run/sshd:/usr/sbin/nologin\n",
+            "etc/shadow": "root:*:19700:0:99999:7:::\nsshd:*:19700:0:99999:7:::\n"
+                          + (f"{self.builder_shadow}\n" if self.builder_shadow else ""),
+            "etc/ssh/sshd_config": "PasswordAuthentication no\n",
+            "var/lib/dpkg/status": self.dpkg_status(),
+            **self.extra_files,
+        }
+        if self.guestinfo_datasource:
+            files["etc/cloud/cloud.cfg.d/90-ovapipe-datasource.cfg"] = GUESTINFO_DATASOURCE
+        if self.ssh_host_keys:
+            files["etc/ssh/ssh_host_ed25519_key"] = "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+            files["etc/ssh/ssh_host_ed25519_key.pub"] = "ssh-ed25519 AAAA test\n"
+        for name, text in files.items():
+            path = tree / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        (tree / "var/lib/dbus").mkdir(parents=True, exist_ok=True)
+        (tree / "var/lib/dbus/machine-id").symlink_to("/etc/machine-id")
 
 
 def efi_loader_source() -> Path:
@@ -87,10 +171,11 @@ def _fill_random(raw: Path, offset: int, length: int) -> None:
             remaining -= len(block)
 
 
-def _root_filesystem(raw: Path, offset: int, length: int, work: Path) -> None:
+def _root_filesystem(raw: Path, offset: int, length: int, work: Path,
+                     content: RootContent) -> None:
     tree = work / "root"
-    (tree / "etc").mkdir(parents=True)
-    (tree / "etc" / "os-release").write_text(OS_RELEASE)
+    tree.mkdir()
+    content.write(tree)
     blocks = length // 4096
     _run([
         "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", "cloudimg-rootfs",
@@ -100,7 +185,8 @@ def _root_filesystem(raw: Path, offset: int, length: int, work: Path) -> None:
 
 
 def _build_raw(
-    kind: DiskKind, raw: Path, size_mb: int, work: Path, fill_random: bool, loader: str | None
+    kind: DiskKind, raw: Path, size_mb: int, work: Path, fill_random: bool, loader: str | None,
+    content: RootContent,
 ) -> None:
     try:
         with raw.open("wb") as handle:
@@ -142,7 +228,7 @@ def _build_raw(
     if fill_random:
         _fill_random(raw, root_start, end - root_start)
     else:
-        _root_filesystem(raw, root_start, end - root_start, work)
+        _root_filesystem(raw, root_start, end - root_start, work, content)
 
 
 def convert_to_vmdk(raw: Path, out: Path, subformat: Subformat = "streamOptimized") -> Path:
@@ -171,6 +257,7 @@ def make_test_disk(
     subformat: Subformat = "streamOptimized",
     fill_random: bool = False,
     loader: str | None = FALLBACK_LOADER,
+    root: RootContent | None = None,
 ) -> Path:
     """Build a real EFI or BIOS disk and write it to ``out`` as a VMDK.
 
@@ -179,6 +266,7 @@ def make_test_disk(
     partition and no ESP. ``fill_random`` fills the root partition with random bytes instead
     of a file system (benchmarks need disks that do not compress away). ``loader`` is where
     the EFI loader goes on the ESP (e.g. ``EFI/ubuntu/shimx64.efi``); None leaves it empty.
+    ``root`` is what the root file system holds (a cleaned node image with a dpkg status).
     """
     if kind not in DISK_KINDS:
         raise ConfigError(f"test disk kind {kind!r}: expected one of {', '.join(DISK_KINDS)}")
@@ -194,5 +282,6 @@ def make_test_disk(
     with tempfile.TemporaryDirectory(prefix="ovapipe-disk-") as temp:
         work = Path(temp)
         raw = work / "disk.raw"
-        _build_raw(cast(DiskKind, kind), raw, size_mb, work, fill_random, loader)
+        _build_raw(cast(DiskKind, kind), raw, size_mb, work, fill_random, loader,
+                   root or RootContent())
         return convert_to_vmdk(raw, out, subformat)

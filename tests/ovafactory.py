@@ -126,3 +126,14 @@ def arm64_pe() -> bytes:
     image[0x40:0x44] = b"PE\0\0"
     image[0x44:0x46] = (0xAA64).to_bytes(2, "little")
     return bytes(image)
+
+
+def read_members(path: Path) -> list[Entry]:
+    """Every member of a (small) test OVA, in order, read with tarfile."""
+    with tarfile.open(path) as archive:
+        result = []
+        for info in archive.getmembers():
+            handle = archive.extractfile(info)
+            assert handle is not None
+            result.append(Entry(info.name, handle.read()))
+        return result

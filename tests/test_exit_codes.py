@@ -23,8 +23,9 @@ from ovapipe.paths import REPO_ROOT
 from ovapipe.program import program
 
 TASKS = sorted([
-    "vars", "build-ova", "validate-ova", "sign-ova", "publish", "validate-template", "gpus",
-    "pci-id", "cluster-template", "nightly", "sim", "test-disk", "demo",
+    "vars", "build-ova", "validate-ova", "sign-ova", "sbom", "verify-iso", "publish",
+    "validate-template", "gpus", "pci-id", "cluster-template", "nightly", "sim", "test-disk",
+    "demo",
 ])
 
 
@@ -117,6 +118,8 @@ CONFIG_ERRORS = {
     "build-ova": ["--profile", "nope"],
     "validate-ova": ["--path", "missing.ova"],
     "sign-ova": ["--path", "missing.ova"],
+    "sbom": ["--path", "missing.ova"],
+    "verify-iso": ["--iso", "x.iso"],  # no keyring pinned: iso.no-keyring
     "publish": ["--ova", "missing.ova", "--datacenter", "DC0"],
     "validate-template": ["--datacenter", "DC0", "--name", "x", "--min-vmx", "vmx-x"],
     "gpus": ["--datacenter", "DC0", "--insecure"],  # VSPHERE_USERNAME unset below

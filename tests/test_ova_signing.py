@@ -10,7 +10,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ovafactory import Entry, write_tar
+from ovafactory import read_members as _members
 from ovapipe.validators.ova import RULES, validate_ova
 from pki import DAY, NOW, Identity, issue, new_key
 
@@ -58,16 +58,6 @@ def pem_files(tmp_path: Path, ca: Identity, signer_id: Identity) -> dict[str, Pa
 
 def _signer(identity: Identity, *extra: Identity, algorithm: str = "SHA256") -> Signer:
     return Signer(identity.key, (identity.cert, *(e.cert for e in extra)), algorithm)
-
-
-def _members(path: Path) -> list[Entry]:
-    with tarfile.open(path) as archive:
-        result = []
-        for info in archive.getmembers():
-            handle = archive.extractfile(info)
-            assert handle is not None
-            result.append(Entry(info.name, handle.read()))
-        return result
 
 
 def _by_name(entries: list[Entry], suffix: str) -> Entry:

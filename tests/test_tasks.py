@@ -9,8 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 INVOKE = [sys.executable, "-m", "invoke"]
-TASKS = ["vars", "build-ova", "validate-ova", "sign-ova", "publish", "validate-template", "gpus",
-         "pci-id", "cluster-template", "nightly", "sim", "test-disk", "demo"]
+TASKS = ["vars", "build-ova", "validate-ova", "sign-ova", "sbom", "verify-iso", "publish",
+         "validate-template", "gpus", "pci-id", "cluster-template", "nightly", "sim", "test-disk",
+         "demo"]
 
 
 def invoke(*args, env=None):

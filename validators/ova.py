@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 HASH_BLOCK: Final = 8 * 1024 * 1024
 MAX_FINDINGS_PER_RULE: Final = 20
 SIGNATURE_SUFFIX: Final = ".cert"
+SBOM_SUFFIX: Final = ".spdx.json"  # ovapipe.sbom.SBOM_SUFFIX (not imported: it loads json)
 
 # rule id -> (severity, what it means); the README and tests use these ids.
 RULES: Final[dict[str, tuple[str, str]]] = {
@@ -93,6 +94,7 @@ RULES: Final[dict[str, tuple[str, str]]] = {
     "signature.no-manifest": (ERROR, "a signature without the manifest it signs"),
     "signature.weak-digest": (WARNING, "a SHA-1 signature (older ovftool); re-sign with SHA-256"),
     "signature.signer-unchecked": (WARNING, "a signature checked without --trust: any key fits"),
+    "sbom.invalid": (ERROR, "a NAME.spdx.json member that is not an SPDX 2.3 JSON document"),
 }
 
 _IMAGE_BUILDER_619: Final = "kubernetes-sigs/image-builder#619"
@@ -214,7 +216,8 @@ class _Validation:
                 )
         for member in self.scan.members:
             lowered = member.name.lower()
-            if member.name in referenced or lowered.endswith((".mf", SIGNATURE_SUFFIX)):
+            if member.name in referenced or lowered.endswith((".mf", SIGNATURE_SUFFIX,
+                                                              SBOM_SUFFIX)):
                 continue
             self.warning(
                 "archive.unreferenced",
@@ -387,6 +390,28 @@ class _Validation:
                          f"{cert_member.name}: signed by {check.signer} (SHA-256 fingerprint "
                          f"{check.fingerprint}); pass --trust CA.pem to check who that is")
 
+    # -- SBOM ---------------------------------------------------------------------------------
+
+    def check_sbom(self) -> None:
+        from ovapipe.sbom import MAX_SBOM_BYTES, SbomError, summarize
+
+        for member in self.scan.members:
+            if not member.name.lower().endswith(SBOM_SUFFIX) or member.kind != "file" or (
+                member.name in self.incomplete
+            ):
+                continue
+            try:
+                summary = summarize(member.name,
+                                    read_member_bytes(self.fd, member, MAX_SBOM_BYTES))
+            except SbomError as exc:
+                self.error("sbom.invalid", exc.message)
+                continue
+            except ValueError as exc:
+                self.error("sbom.invalid", f"{member.name}: {exc}")
+                continue
+            self.report.sbom = summary.as_dict()
+            return
+
     # -- disks --------------------------------------------------------------------------------
 
     def check_disks(self, descriptor: Descriptor) -> None:
@@ -414,6 +439,7 @@ class _Validation:
             self.check_boot(descriptor, ovf.name)
         entries = self.manifest_entries(ovf)
         self.check_signature(ovf)
+        self.check_sbom()
         if self.check_digests:
             self.check_digests_in_one_pass(entries)
         if descriptor is not None:

@@ -106,8 +106,12 @@ def assemble_ova(
     hardware: HardwareSizes | None = None,
     nvram: Path | None = None,
     signer: Signer | None = None,
+    sbom: bytes | None = None,
 ) -> AssembledOva:
-    """Write ``out_dir/NAME.ova`` and ``NAME.ova.sha256``; the first disk is the boot disk."""
+    """Write ``out_dir/NAME.ova`` and ``NAME.ova.sha256``; the first disk is the boot disk.
+
+    ``sbom`` (SPDX JSON) becomes the last member, ``NAME.spdx.json``, listed in the manifest.
+    """
     hardware = hardware or HardwareSizes()
     if not _NAME_RE.match(name):
         raise ConfigError(
@@ -143,9 +147,11 @@ def assemble_ova(
     ))
     descriptor_name = f"{name}.ovf"
     payload = [*inputs, *([nvram_input] if nvram_input else [])]
+    trailer = () if sbom is None else ((f"{name}.spdx.json", sbom),)
     manifest = format_manifest([
         (descriptor_name, hashlib.sha256(descriptor).hexdigest()),
         *((item.member, item.sha256) for item in payload),
+        *((member, hashlib.sha256(data).hexdigest()) for member, data in trailer),
     ])
 
     manifest_name = f"{name}.mf"
@@ -160,6 +166,8 @@ def assemble_ova(
             _write_member(out, member_name, data, facts.build_timestamp)
         for item in payload:
             _copy_member(out, item, facts.build_timestamp)
+        for member_name, data in trailer:
+            _write_member(out, member_name, data, facts.build_timestamp)
         out.write(END_OF_ARCHIVE)
     sha256 = out.digest.hexdigest()
     sha256_path = ova_path.with_name(f"{ova_path.name}.sha256")
@@ -168,6 +176,6 @@ def assemble_ova(
         path=ova_path, sha256_path=sha256_path, sha256=sha256, size=out.size,
         descriptor=descriptor,
         members=(descriptor_name, manifest_name, *(n for n, _ in signed),
-                 *(item.member for item in payload)),
+                 *(item.member for item in payload), *(n for n, _ in trailer)),
         signer=signer.subject if signer else None,
     )

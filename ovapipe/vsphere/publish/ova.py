@@ -109,11 +109,14 @@ def check_ova(path: Path, *, min_vmx: int, firmware: str, name: str | None,
 
 def provenance_of(report: Report) -> OvaProvenance:
     signature = report.signature or {}
+    sbom = report.sbom or {}
     trusted = signature.get("trusted")
     return OvaProvenance(
         signer=str(signature["signer"]) if signature else None,
         signer_fingerprint=str(signature["fingerprint_sha256"]) if signature else None,
         signer_trusted=trusted if isinstance(trusted, bool) else None,
+        sbom=str(sbom["member"]) if sbom else None,
+        sbom_sha256=str(sbom["sha256"]) if sbom else None,
     )
 
 
