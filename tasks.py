@@ -100,10 +100,12 @@ def build_ova(c: Context, profile="ubuntu-2004-efi", var_file=None, set_=None, o
                              "default: invoke.yaml ovapipe.signing.require",
         "trust": "PEM file of the CA certificate(s) or pinned signer certificate(s) "
                  "(default: invoke.yaml ovapipe.signing.trust)",
+        "inspect": "also read the boot disk's root file system (image.* rules): Kubernetes "
+                   "and containerd at the descriptor's versions, guestinfo, no build leftovers",
     },
 )
 def validate_ova(c: Context, path, min_vmx="17", firmware="efi", json=False,
-                 require_signature=False, trust=None):
+                 require_signature=False, trust=None, inspect=False):
     """Check an OVA: archive, descriptor, manifest, signature, vmx, firmware, disks, ESP."""
     from ovapipe.validators.ova import validate_ova as check_ova
 
@@ -114,7 +116,7 @@ def validate_ova(c: Context, path, min_vmx="17", firmware="efi", json=False,
         signing = signing_settings(c.config.get("ovapipe", {}))
         report = check_ova(path, min_vmx=min_vmx, firmware=firmware,
                            require_signature=require_signature or signing.require,
-                           trust=trust or signing.trust)
+                           trust=trust or signing.trust, inspect=inspect)
     emit_report(report, json)
 
 

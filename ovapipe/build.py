@@ -394,14 +394,20 @@ def assemble(state: BuildState, run: Run) -> None:
 
 
 def validate(state: BuildState, run: Run) -> None:
+    from ovapipe.inspection import ImageExpectations
     from ovapipe.validators.ova import validate_ova
 
     assert state.ova is not None
-    report = validate_ova(state.ova.path, min_vmx=state.vmx, firmware=state.firmware)
+    values = state.resolved.values
+    expect = ImageExpectations(str(values["kubernetes_version"]),
+                               str(values.get("containerd_version") or ""))
+    report = validate_ova(state.ova.path, min_vmx=state.vmx, firmware=state.firmware,
+                          inspect=expect)
     state.report = report
     if not report.ok:
         raise CheckFailed(f"the built OVA fails validate-ova:\n{report.render()}")
-    run.say(f"validate-ova: PASS ({report.vmx}, {report.firmware})")
+    run.say(f"validate-ova: PASS ({report.vmx}, {report.firmware}; image inspection of the "
+            "root file system: ok)")
 
 
 def _build_record(state: BuildState, run: Run) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     signature: dict[str, object] | None = None  # an OVA's NAME.cert, when it has one
     sbom: dict[str, object] | None = None  # an OVA's NAME.spdx.json, when it has one
+    inspection: dict[str, object] | None = None  # the boot disk's root fs (--inspect)
 
     @property
     def ok(self) -> bool:
@@ -60,6 +61,7 @@ class Report:
             "findings": [f.as_dict() for f in self.findings],
             **({"signature": self.signature} if self.signature is not None else {}),
             **({"sbom": self.sbom} if self.sbom is not None else {}),
+            **({"inspection": self.inspection} if self.inspection is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -81,6 +83,11 @@ class Report:
         if self.sbom is not None:
             lines.append(f"  SBOM: {self.sbom['member']} ({self.sbom['packages']} packages, "
                          f"sha256 {self.sbom['sha256']})")
+        if self.inspection is not None:
+            packages = self.inspection["packages"]
+            shown = ", ".join(f"{k} {v}" for k, v in packages.items())  # type: ignore[attr-defined]
+            verdict = "ok" if self.inspection["ok"] else "FAILED"
+            lines.append(f"  image inspection: {verdict} ({shown or 'no packages'})")
         for finding in sorted(self.findings, key=lambda f: f.severity != ERROR):
             lines.append(f"  {finding.severity.upper():7} {finding.rule}: {finding.message}")
         if not self.findings:

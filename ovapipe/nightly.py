@@ -318,7 +318,7 @@ def _run_profile(request: NightlyRequest, job: _Profile, connection: Connection,
 
         assert job.ova is not None
         report = validate_ova(job.ova, require_signature=request.require_signature,
-                              trust=request.trust)
+                              trust=request.trust, inspect=True)
         if not report.ok:
             raise CheckFailed("; ".join(f"{f.rule}: {f.message}" for f in report.errors))
         artifacts = {"ova": str(job.ova), "_message": f"{report.vmx} {report.firmware}"}

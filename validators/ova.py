@@ -25,6 +25,8 @@ from ovapipe.hardware import (
     min_esxi_for,
     vmx_name,
 )
+from ovapipe.inspection import RULES as IMAGE_RULES
+from ovapipe.inspection import ImageExpectations
 from ovapipe.ova.archive import Member, TarScan, is_safe_member_name
 from ovapipe.ova.descriptor import Descriptor, check_consistency
 from ovapipe.ova.descriptor_check import lowest_type_reason
@@ -95,6 +97,7 @@ RULES: Final[dict[str, tuple[str, str]]] = {
     "signature.weak-digest": (WARNING, "a SHA-1 signature (older ovftool); re-sign with SHA-256"),
     "signature.signer-unchecked": (WARNING, "a signature checked without --trust: any key fits"),
     "sbom.invalid": (ERROR, "a NAME.spdx.json member that is not an SPDX 2.3 JSON document"),
+    **IMAGE_RULES,  # --inspect: the boot disk's root file system (ovapipe.inspection)
 }
 
 _IMAGE_BUILDER_619: Final = "kubernetes-sigs/image-builder#619"
@@ -110,6 +113,7 @@ class _Validation:
     check_digests: bool
     require_signature: bool = False
     trust: tuple[x509.Certificate, ...] | None = None
+    inspect: bool | ImageExpectations = False
     scan: TarScan = field(default_factory=TarScan)
     incomplete: set[str] = field(default_factory=set)
     members_by_name: dict[str, Member] = field(default_factory=dict)
@@ -427,6 +431,24 @@ class _Validation:
                     descriptor.firmware == FIRMWARE_EFI
                 ):
                     self.report.findings.extend(check_efi_boot(window, disk, member.name))
+                if position == 0 and result.header is not None and self.inspect is not False:
+                    self.inspect_image(window, descriptor, member.name)
+
+    def inspect_image(self, window: MemberWindow, descriptor: Descriptor, member: str) -> None:
+        from ovapipe.inspection import inspect_root
+        from ovapipe.rootfs import RootFsError, WindowFile, open_root_fs
+
+        expect = self.inspect if isinstance(self.inspect, ImageExpectations) else (
+            ImageExpectations.from_descriptor(descriptor.product) or ImageExpectations(""))
+        label = f"boot disk (member '{member}')"
+        try:
+            root = open_root_fs(WindowFile(window))  # type: ignore[arg-type]
+        except RootFsError as exc:
+            self.error("image.unreadable", f"{label}: {exc.message}")
+            return
+        inspection = inspect_root(root, expect, label)
+        self.report.findings.extend(inspection.findings)
+        self.report.inspection = inspection.as_dict()
 
     def run(self) -> None:
         if not self.check_archive():
@@ -454,12 +476,15 @@ def validate_ova(
     *,
     require_signature: bool = False,
     trust: Path | str | None = None,
+    inspect: bool | ImageExpectations = False,
 ) -> Report:
     """Check an OVA; a Report with findings. ConfigError (exit 2) if it cannot be opened.
 
     ``check_digests=False`` skips hashing (the uploader verifies digests on its own read).
     A signature is checked whenever present; ``require_signature`` makes its absence an
     error, and ``trust`` (a PEM file of CA or pinned signer certificates) who may sign.
+    ``inspect`` reads the boot disk's root file system (image.* rules): True takes the
+    expected versions from the descriptor's ProductSection, or pass them.
     """
     required_vmx = gate_arguments(min_vmx, firmware)
     anchors = None
@@ -476,7 +501,7 @@ def validate_ova(
     fd = open_file(path)
     try:
         _Validation(path, fd, report, required_vmx, firmware, check_digests,
-                    require_signature, anchors).run()
+                    require_signature, anchors, inspect).run()
     finally:
         os.close(fd)
     report.findings = _capped(report.findings)
