@@ -74,6 +74,20 @@ def throwaway_signer(certificate: Path) -> Signer:
     return Signer(key, (cert,))
 
 
+def _supply_chain(report: NightlyReport, pinned: Path, out: Path, log: TextIO) -> None:
+    """The signed OVA's validate-ova report with its SBOM and image inspection."""
+    from ovapipe.files import write_json
+    from ovapipe.validators.ova import validate_ova
+
+    ovas = [Path(s.artifacts["ova"]) for s in report.stages
+            if s.stage == "validate-ova" and "ova" in s.artifacts]
+    for ova in ovas:
+        checked = validate_ova(ova, require_signature=True, trust=pinned, inspect=True)
+        write_json(out / "report" / "supply-chain.json", checked.as_dict())
+        log.write(f"\n--- supply chain (signature, SBOM, image inspection)\n{checked.render()}\n"
+                  f"SBOM: invoke sbom --path {ova}\n")
+
+
 def run_demo(out: Path = OUTPUT_DIR / "demo", log: TextIO | None = None) -> NightlyReport:
     from ovapipe.simulator import Simulator, SimulatorOptions
 
@@ -107,6 +121,7 @@ def run_demo(out: Path = OUTPUT_DIR / "demo", log: TextIO | None = None) -> Nigh
                  if "manifest" in s.artifacts]
     for manifest in manifests:
         log.write(f"\n--- {manifest}\n{manifest.read_text()}")
+    _supply_chain(report, pinned, out, log)
     log.write(f"\nreport: {out / 'report' / 'report.json'}, {out / 'report' / 'junit.xml'}\n"
               f"demo finished in {time.monotonic() - started:.0f} s\n")
     return report
