@@ -406,3 +406,12 @@ def test_publish_refuses_an_unsigned_ova_before_connecting(efi_ova: Path,
     nowhere = Connection("127.0.0.1", 9, "user", "pass", insecure=True, timeout=1)
     with pytest.raises(CheckFailed, match=r"signature\.unsigned"):
         publish(options, nowhere)
+
+
+@pytest.mark.timeout(20)
+def test_a_hostile_cert_member_is_refused_quickly() -> None:
+    line = b"SHA256(x.mf)= " + b"ab" * 256 + b"\n"
+    for body in (b"-----BEGIN CERTIFICATE-----\n" * 35_000,
+                 (b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n") * 100):
+        with pytest.raises(SignatureFormatError):
+            parse_cert_member(line + body, "x.cert")

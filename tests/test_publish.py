@@ -7,6 +7,7 @@ lease that still accepts bytes, no files of the half-imported VM on the datastor
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import io
 import json
@@ -37,7 +38,9 @@ pytestmark = [pytest.mark.simulator, pytest.mark.slow]
 NAME = "ubuntu-2004-efi-test"
 # The handoff record (output/NAME/publish-DC.json) that cluster-template and nightly read.
 RECORD_KEYS = ("datacenter", "template", "inventory_path", "moref", "instance_uuid",
-               "vmx", "firmware", "secure_boot", "snapshot", "ova_sha256")
+               "vmx", "firmware", "secure_boot", "snapshot", "ova_sha256", "provenance")
+UNSIGNED = {"signer": None, "signer_fingerprint": None, "signer_trusted": None, "sbom": None,
+            "sbom_sha256": None}
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -150,7 +153,7 @@ def test_publish_gives_a_vmx17_efi_template_with_snapshot_and_sha256(
         "datacenter": "DC0", "template": NAME, "inventory_path": f"/DC0/vm/{NAME}",
         "moref": template["moref"], "instance_uuid": template["config.instanceUuid"],
         "vmx": "vmx-17", "firmware": "efi", "secure_boot": False, "snapshot": "root",
-        "ova_sha256": sha256_of(efi_ova),
+        "ova_sha256": sha256_of(efi_ova), "provenance": UNSIGNED,
     }
     assert json.loads(record_path(tmp_path, NAME, "DC0").read_text()) == record
     lease_spy.assert_all_gone()
@@ -637,3 +640,28 @@ def test_a_resource_pool_is_looked_up_in_the_given_cluster(sim_session: Any) -> 
                        r"in datacenter /DC0; available: /DC0/host/DC0_C0/Resources, "
                        r"/DC0/host/DC0_H0/Resources\. Give "):
         resolve_placement(sim_session, PlacementRequest("DC0", resource_pool="gpu"), [])
+
+
+def test_the_record_names_the_signer_and_the_sbom(simulator: Any, efi_vmdk: Path,
+                                                  build_facts: Any, tmp_path: Path) -> None:
+    from pki import issue
+
+    from ovapipe.files import sha256_file
+    from ovapipe.ova import assemble_ova
+    from ovapipe.ova.signing import Signer, fingerprint
+    from ovapipe.sbom import disk_sbom
+
+    ca = issue("site CA", ca=True)
+    signer = issue("image signer", ca)
+    trust = tmp_path / "ca.pem"
+    trust.write_bytes(ca.cert_pem())
+    sbom = disk_sbom(efi_vmdk, "signed", created=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                     disk_sha256=sha256_file(efi_vmdk))
+    ova = assemble_ova(tmp_path / "ova", "signed-node", [efi_vmdk], build_facts,
+                       signer=Signer(signer.key, (signer.cert,)), sbom=sbom.document).path
+    [record] = run_publish(options(ova, tmp_path / "out", require_signature=True, trust=trust),
+                           simulator.connection)
+    assert record["provenance"] == {
+        "signer": "CN=image signer", "signer_fingerprint": fingerprint(signer.cert),
+        "signer_trusted": True, "sbom": "signed-node.spdx.json", "sbom_sha256": sbom.sha256,
+    }

@@ -21,7 +21,7 @@ def test_the_validator_imports_no_writer_and_no_heavy_library() -> None:
                                 check=True).stdout.split())
     assert "ovapipe.validators.ova" in loaded
     for heavy in ("ovapipe.ova.assemble", "pyVmomi", "hcl2", "ruamel", "jsonschema",
-                  "dissect", "invoke"):
+                  "dissect", "invoke", "cryptography"):
         assert not {m for m in loaded if m == heavy or m.startswith(heavy + ".")}, heavy
 
 

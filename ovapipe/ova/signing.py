@@ -43,9 +43,9 @@ DEFAULT_KEY_ENV: Final = "OVAPIPE_SIGNING_KEY"
 _SIGNATURE_LINE: Final = re.compile(
     rb"^\s*([A-Za-z0-9]+)\s*\(([^)\r\n]+)\)\s*=\s*([0-9A-Fa-f]+)\s*$"
 )
-_PEM_BLOCK: Final = re.compile(
-    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
-)
+PEM_BEGIN: Final = b"-----BEGIN CERTIFICATE-----"
+PEM_END: Final = b"-----END CERTIFICATE-----"
+MAX_CHAIN_CERTIFICATES: Final = 16
 
 
 class SignatureFormatError(Exception):
@@ -56,8 +56,24 @@ class SignatureFormatError(Exception):
         self.message = message
 
 
+def _pem_blocks(data: bytes, where: str) -> list[bytes]:
+    """Each BEGIN..END CERTIFICATE block, found in one linear pass."""
+    blocks: list[bytes] = []
+    position = 0
+    while (start := data.find(PEM_BEGIN, position)) >= 0:
+        end = data.find(PEM_END, start)
+        if end < 0:
+            break
+        blocks.append(data[start:end + len(PEM_END)] + b"\n")
+        if len(blocks) > MAX_CHAIN_CERTIFICATES:
+            raise SignatureFormatError(f"{where} holds more than {MAX_CHAIN_CERTIFICATES} "
+                                       "certificates")
+        position = end + len(PEM_END)
+    return blocks
+
+
 def _load_certificates(data: bytes, where: str) -> tuple[x509.Certificate, ...]:
-    blocks = _PEM_BLOCK.findall(data)
+    blocks = _pem_blocks(data, where)
     if not blocks:
         raise SignatureFormatError(f"{where} holds no PEM certificate")
     certificates = []
