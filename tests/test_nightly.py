@@ -223,3 +223,35 @@ def test_retention_in_a_real_run_deletes_only_its_own_old_templates(
     assert old.template in retention.message
     assert f"kept {cloned.template}: capv-worker use its disks" in retention.message
     assert f"kept {skewed.template}: its build stamp is in the future" in retention.message
+
+
+def test_signed_nightly_gates_on_its_pinned_signer(sim: Any, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pki import issue
+
+    from ovapipe.ova.signing import Signer
+    from ovapipe.vsphere.publish import record_path
+
+    signer = issue("nightly signer")
+    pinned = tmp_path / "pinned.pem"
+    pinned.write_bytes(signer.cert_pem())
+    signed = replace(request(tmp_path / "signed"), signer=Signer(signer.key, (signer.cert,)),
+                     require_signature=True, trust=pinned)
+    result = run_nightly(signed, env_for(sim), log=io.StringIO())
+    assert result.ok, result.summary()
+    (template,) = nightly_templates(sim)
+    record = json.loads(record_path(tmp_path / "signed", template, "DC0").read_text())
+    assert record["provenance"]["signer"] == "CN=nightly signer"
+    assert record["provenance"]["sbom"] == f"{template}.spdx.json"
+    build = json.loads((tmp_path / "signed" / template / "build.json").read_text())
+    assert build["sbom"]["sha256"] == record["provenance"]["sbom_sha256"]
+    assert build["iso"]["authenticity"]["checked"] is False
+
+    pinned.write_bytes(issue("someone else").cert_pem())
+    refused = run_nightly(replace(signed, output_dir=tmp_path / "other",
+                                  report_dir=tmp_path / "other" / "report"),
+                          env_for(sim), log=io.StringIO())
+    assert not refused.ok
+    failed = next(s for s in refused.stages if s.status == "failed")
+    assert failed.stage == "validate-ova" and "signature.untrusted" in failed.message
