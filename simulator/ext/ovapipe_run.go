@@ -80,6 +80,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 		return err
 	}
 	ovapipeReplaceEnvironmentBrowsers()
+	ovapipeReplaceOvfManager()
 	if opts.InstallerVM != "" {
 		Map.AddHandler(newOvapipeInstaller(opts.InstallerVM, opts.InstallerDisk, opts.InstallerSeconds))
 	}
