@@ -312,3 +312,78 @@ def test_a_vcenter_export_with_sata_and_nvme_publishes_and_validates(
             vim.vm.device.VirtualLsiLogicSASController} <= types
 
 
+
+
+# ---------------------------------------------------------------- SetField
+
+
+def field_values(si: Any, obj: Any, key: int) -> list[tuple[str, str]]:
+    """(property, value) of every value for ``key`` in customValue and value."""
+    props = inventory.properties(si, obj, ["customValue", "value"])
+    return [(name, v.value) for name in ("customValue", "value")
+            for v in props.get(name, []) if v.key == key]
+
+
+def test_set_field_keeps_one_value_per_key(sim_session: Any) -> None:
+    from pyVmomi import vim
+
+    content = sim_session.RetrieveContent()
+    manager = content.customFieldsManager
+    key = manager.AddCustomFieldDef(name="strict.holder", moType=vim.Folder).key
+    other = manager.AddCustomFieldDef(name="strict.other", moType=vim.Folder).key
+    folder = content.rootFolder.CreateFolder("strict-fields")
+    manager.SetField(entity=folder, key=other, value="untouched")
+    for value in ("first", "second", "third"):
+        manager.SetField(entity=folder, key=key, value=value)
+    assert field_values(sim_session, folder, key) == [("customValue", "third"),
+                                                      ("value", "third")]
+    assert field_values(sim_session, folder, other) == [("customValue", "untouched"),
+                                                        ("value", "untouched")]
+
+
+def test_set_custom_value_on_a_vm_replaces_too(sim_session: Any) -> None:
+    from pyVmomi import vim
+
+    manager = sim_session.RetrieveContent().customFieldsManager
+    key = manager.AddCustomFieldDef(name="strict.owner", moType=vim.VirtualMachine).key
+    vm = inventory.retrieve(sim_session, vim.VirtualMachine, ["name"])[0].obj
+    vm.setCustomValue(key="strict.owner", value="a")
+    vm.setCustomValue(key="strict.owner", value="b")
+    assert field_values(sim_session, vm, key) == [("customValue", "b"), ("value", "b")]
+
+
+def test_set_field_refuses_what_vcenter_refuses(sim_session: Any) -> None:
+    from pyVmomi import vim, vmodl
+
+    content = sim_session.RetrieveContent()
+    manager = content.customFieldsManager
+    key = manager.AddCustomFieldDef(name="strict.folders", moType=vim.Folder).key
+    vm = inventory.retrieve(sim_session, vim.VirtualMachine, ["name"])[0].obj
+    with pytest.raises(vmodl.fault.InvalidArgument):
+        manager.SetField(entity=content.rootFolder, key=key + 1000, value="x")
+    with pytest.raises(vmodl.fault.InvalidArgument):
+        manager.SetField(entity=vm, key=key, value="x")  # a Folder field on a VM
+    with pytest.raises(vmodl.fault.ManagedObjectNotFound):
+        manager.SetField(entity=vim.Folder("group-v-gone", sim_session._stub), key=key,
+                         value="x")
+
+
+def test_set_field_needs_a_login(simulator: Any) -> None:
+    """The call answered before Debian's dispatch keeps Debian's session check."""
+    from pyVmomi import SoapStubAdapter, vim
+
+    from ovapipe.vsphere.connect import pinned_context, session
+
+    conn = simulator.connection
+    with session(conn) as si:
+        content = si.RetrieveContent()
+        key = content.customFieldsManager.AddCustomFieldDef(name="strict.login",
+                                                           moType=vim.Folder).key
+        manager_id, root_id = content.customFieldsManager._moId, content.rootFolder._moId
+    stub = SoapStubAdapter(host=conn.host, port=conn.port, sslContext=pinned_context(conn))
+    anonymous = vim.CustomFieldsManager(manager_id, stub)
+    try:
+        with pytest.raises(vim.fault.NotAuthenticated):
+            anonymous.SetField(entity=vim.Folder(root_id, stub), key=key, value="x")
+    finally:
+        stub.DropConnections()

@@ -104,6 +104,10 @@ func ovapipeLogSOAP(next http.Handler, w http.ResponseWriter, r *http.Request) {
 		ovapipeWriteFault(sw, fault)
 		return
 	}
+	if ovapipeServeFieldCall(sw, r, method, body) {
+		log.Printf("soap %s: answered by ovapipe (one value per key) in %s", method, time.Since(started).Round(time.Microsecond))
+		return
+	}
 	cloned := ovapipeCloneGuard(method, body)
 	next.ServeHTTP(sw, r)
 	cloned()

@@ -97,6 +97,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 	model.Service.ServeMux = http.NewServeMux()
 	model.Service.ServeMux.HandleFunc(ovapipeTypedPath, ovapipeServeTyped)
 	server := model.Service.NewServer()
+	ovapipeService = model.Service
 	// No server.Close() at exit: it waits for idle client connections; exiting closes them.
 	// Debian's /nfc/ handler discards uploads; no client has the address yet, so the
 	// handler can still be wrapped safely.
