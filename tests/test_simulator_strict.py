@@ -1,9 +1,11 @@
 """Where the simulator is as strict (and as capable) as vCenter, beyond Debian's simulator:
-import of SATA, NVMe and lsilogicsas controllers."""
+import of SATA, NVMe and lsilogicsas controllers, one custom field value per key, import
+leases that time out without progress."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from test_simulator import cluster_pool, ready_lease_info, transfer
 
 from ovapipe.progress import Progress
 from ovapipe.vsphere import inventory
+from ovapipe.vsphere.connect import PinnedHTTPSConnection
 from ovapipe.vsphere.publish import PublishOptions, publish
 
 pytestmark = pytest.mark.simulator
@@ -387,3 +390,97 @@ def test_set_field_needs_a_login(simulator: Any) -> None:
             anonymous.SetField(entity=vim.Folder(root_id, stub), key=key, value="x")
     finally:
         stub.DropConnections()
+
+
+# ---------------------------------------------------------------- lease timeouts
+
+
+def lease_state(si: Any, lease: Any) -> tuple[str, Any]:
+    props = inventory.properties(si, lease, ["state", "error"])
+    return props["state"], props.get("error")
+
+
+def new_lease(si: Any, name: str) -> Any:
+    result = import_spec(si, export_ovf(second_disk=None), name)
+    assert errors_of(result) == []
+    return cluster_pool(si).ImportVApp(result.importSpec)
+
+
+def keep_alive_until(si: Any, alive: Any, until_error: Any) -> None:
+    """Report progress on ``alive`` until ``until_error`` (never reported on) timed out."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while lease_state(si, until_error)[0] != "error":
+        assert time.monotonic() < deadline, "the lease without progress never timed out"
+        alive.HttpNfcLeaseProgress(percent=10)
+        time.sleep(0.1)  # poll interval while waiting for the other lease's timeout
+
+
+def test_a_lease_without_progress_times_out_and_one_with_progress_lives(
+    make_simulator: Callable[..., Any]
+) -> None:
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.connect import session
+
+    simulator = make_simulator(lease_timeout=1.0)
+    with session(simulator.connection) as si:
+        idle = new_lease(si, "lease-idle")
+        kept = new_lease(si, "lease-kept")
+        info = ready_lease_info(si, idle)
+        assert info.leaseTimeout == 1
+        [url] = [u.url for u in info.deviceUrl if u.disk]
+        keep_alive_until(si, kept, idle)
+        # ... and past its own first timeout too: a lease made now must time out first.
+        keep_alive_until(si, kept, new_lease(si, "lease-clock"))
+        assert lease_state(si, kept)[0] == "ready"
+
+        state, error = lease_state(si, idle)
+        assert state == "error" and isinstance(error, vim.fault.Timedout)
+        assert "The lease timed out: no progress was reported for 1s" in error.msg
+        with pytest.raises(vim.fault.Timedout):
+            idle.HttpNfcLeaseProgress(percent=50)
+        with pytest.raises(vim.fault.Timedout):
+            idle.HttpNfcLeaseComplete()
+        with pytest.raises(vim.fault.InvalidState):
+            idle.HttpNfcLeaseAbort()
+        http = PinnedHTTPSConnection(simulator.connection.host, simulator.connection.port,
+                                     simulator.connection)
+        try:
+            http.request("GET", "/" + url.split("/", 3)[3])
+            assert http.getresponse().status == 404
+        finally:
+            http.close()
+        kept.HttpNfcLeaseComplete()
+    assert "timed out after 1s without progress" in simulator.log_text()
+
+
+def test_a_completed_lease_does_not_time_out(make_simulator: Callable[..., Any]) -> None:
+    from ovapipe.vsphere.connect import session
+
+    simulator = make_simulator(lease_timeout=0.5)
+    with session(simulator.connection) as si:
+        done = new_lease(si, "lease-done")
+        ready_lease_info(si, done)
+        done.HttpNfcLeaseComplete()
+        keep_alive_until(si, new_lease(si, "lease-kept"), new_lease(si, "lease-clock"))
+    assert simulator.log_text().count("timed out after") == 1  # the clock lease only
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), 1e9])
+def test_a_bad_lease_timeout_is_a_usage_error(seconds: float) -> None:
+    from ovapipe.errors import ConfigError
+    from ovapipe.simulator import SimulatorOptions
+
+    with pytest.raises(ConfigError, match="--lease-timeout"):
+        SimulatorOptions(lease_timeout=seconds).check()
+
+
+def test_the_simulator_itself_refuses_a_bad_lease_timeout(simulator_binary: Path) -> None:
+    import subprocess
+
+    result = subprocess.run([str(simulator_binary), "--lease-timeout", "0"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--lease-timeout 0: expected 0.1 to 86400 seconds" in result.stderr

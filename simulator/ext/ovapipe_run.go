@@ -47,6 +47,9 @@ type OvapipeOptions struct {
 // OvapipeRun builds the inventory, serves it until SIGINT/SIGTERM and cleans up.
 func OvapipeRun(opts OvapipeOptions) error {
 	started := time.Now()
+	if err := ovapipeCheckLeaseTimeout(); err != nil {
+		return err
+	}
 	gpus, err := ovapipeGPUSpecs(opts.GPUs, !opts.NoDefaultGPU)
 	if err != nil {
 		return err
