@@ -138,6 +138,22 @@ def test_what_vcenter_refuses_is_an_error_of_the_import_spec(
     assert any(expected in m for m in messages), messages
 
 
+def test_an_optional_item_that_cannot_be_made_is_a_warning_and_left_out(sim_session: Any) -> None:
+    """ovftool marks CD-ROMs ovf:required="false"; vCenter warns and imports without them."""
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.tasks import fault_message
+
+    ovf = export_ovf(second_disk=None).replace("<rasd:Parent>3</rasd:Parent>",
+                                               "<rasd:Parent>99</rasd:Parent>")
+    result = import_spec(sim_session, ovf)
+    assert errors_of(result) == []
+    [warning] = [fault_message(w) for w in result.warning]
+    assert "Item 6 (CD/DVD drive 1): Parent '99' is not a supported controller Item" in warning
+    assert 'ovf:required="false": left out' in warning
+    assert not [d for d in added_devices(result) if isinstance(d, vim.vm.device.VirtualCdrom)]
+
+
 def test_a_disk_on_an_unsupported_controller_is_not_dropped_silently(sim_session: Any) -> None:
     """Debian's simulator reported the controller and left the disk out of the spec."""
     ovf = export_ovf(second_disk=("20", "0"),

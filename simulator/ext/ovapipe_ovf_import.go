@@ -153,9 +153,22 @@ type ovapipeImport struct {
 	controllers map[string]*ovapipeController // by InstanceID
 	perKind     map[string]int32              // controllers made per kind name (= next bus)
 	vmx         int
+	optional    bool // the Item being read has ovf:required="false"
 }
 
+// at starts reading an Item.
+func (im *ovapipeImport) at(item ovf.ResourceAllocationSettingData) {
+	im.optional = item.Required != nil && !*item.Required
+}
+
+// fail records why the Item being read cannot be imported: an error, or for an optional
+// Item a warning (the Item is left out), as vCenter does.
 func (im *ovapipeImport) fail(message string, fault types.BaseMethodFault) {
+	if im.optional {
+		im.result.Warning = append(im.result.Warning, types.LocalizedMethodFault{
+			Fault: fault, LocalizedMessage: message + " (ovf:required=\"false\": left out)"})
+		return
+	}
 	im.result.Error = append(im.result.Error, types.LocalizedMethodFault{Fault: fault, LocalizedMessage: message})
 }
 
@@ -319,6 +332,7 @@ func (m *OvapipeOvfManager) CreateImportSpec(ctx *Context, req *types.CreateImpo
 		if req.Cisp.DeploymentOption != "" && item.Configuration != nil && req.Cisp.DeploymentOption != *item.Configuration {
 			continue
 		}
+		im.at(item)
 		if item.ResourceType == nil {
 			im.fail(ovapipeItemLabel(item)+": no ResourceType", &types.OvfElementInvalidValue{OvfElement: types.OvfElement{Name: "ResourceType"}})
 			continue
@@ -328,6 +342,7 @@ func (m *OvapipeOvfManager) CreateImportSpec(ctx *Context, req *types.CreateImpo
 	// Controllers first, so an Item may name a controller listed after it (as ovftool's
 	// exports can order them).
 	for _, item := range items {
+		im.at(item)
 		switch t := *item.ResourceType; t {
 		case 5, 6, 20:
 			im.addController(item, t)
@@ -344,6 +359,7 @@ func (m *OvapipeOvfManager) CreateImportSpec(ctx *Context, req *types.CreateImpo
 		})
 	}
 	for _, item := range items {
+		im.at(item)
 		resourceType := *item.ResourceType
 		kind := "unknown"
 		if item.ResourceSubType != nil {
