@@ -115,9 +115,10 @@ func ovapipeLeaseDue(id string) {
 	log.Printf("lease %s: timed out after %gs without progress", id, ovapipeLeaseTimeoutSeconds)
 }
 
-// ovapipeLeaseCall keeps a lease's clock for a call on it: progress restarts the clock; on a
-// lease that timed out, progress and complete get the lease's error and abort InvalidState,
-// as vCenter answers. Returns the fault to answer instead of dispatching, or nil.
+// ovapipeLeaseCall keeps a lease's clock for a call on it: progress restarts the clock,
+// complete and abort stop it; on a lease that timed out, progress, complete and
+// GetManifest get the lease's error and abort InvalidState. Returns the fault to answer
+// instead of dispatching, or nil.
 func ovapipeLeaseCall(method string, body []byte) *soap.Fault {
 	switch method {
 	case "HttpNfcLeaseProgress", "HttpNfcLeaseComplete", "HttpNfcLeaseAbort", "HttpNfcLeaseGetManifest":
@@ -147,7 +148,7 @@ func ovapipeLeaseCall(method string, body []byte) *soap.Fault {
 	case "HttpNfcLeaseComplete", "HttpNfcLeaseAbort":
 		clock.timer.Stop()
 		delete(ovapipeLeases, id)
-	default:
+	case "HttpNfcLeaseProgress":
 		clock.last = time.Now()
 	}
 	return nil
