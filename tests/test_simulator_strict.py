@@ -90,6 +90,38 @@ def test_the_imported_vm_has_the_controllers_and_its_disks_on_them(
     assert vim.vm.device.VirtualAHCIController in keys
 
 
+def test_create_descriptor_of_the_vm_imports_again_with_the_same_controllers(
+    sim_session: Any
+) -> None:
+    """CreateDescriptor writes the subtypes ovftool writes (vmware.sata.ahci, ...), which
+    CreateImportSpec reads back."""
+    from pyVmomi import vim
+
+    name = "strict-round-trip"
+    lease = cluster_pool(sim_session).ImportVApp(import_spec(sim_session, export_ovf(),
+                                                             name).importSpec)
+    ready_lease_info(sim_session, lease)
+    lease.HttpNfcLeaseComplete()
+    [vm] = [v.obj for v in inventory.retrieve(sim_session, vim.VirtualMachine, ["name"])
+            if v.name == name]
+    descriptor = sim_session.RetrieveContent().ovfManager.CreateDescriptor(
+        obj=vm, cdp=vim.OvfManager.CreateDescriptorParams(name=name)).ovfDescriptor
+    assert "<rasd:ResourceSubType>vmware.sata.ahci</rasd:ResourceSubType>" in descriptor
+    assert "<rasd:ResourceSubType>vmware.nvme.controller</rasd:ResourceSubType>" in descriptor
+    assert "<rasd:ResourceSubType>lsilogicsas</rasd:ResourceSubType>" in descriptor
+    again = import_spec(sim_session, descriptor, name + "-again")
+    assert errors_of(again) == []
+
+    def shape(devices: list[Any]) -> list[tuple[str, int | None]]:
+        controllers = {d.key: type(d).__name__ for d in devices
+                       if isinstance(d, vim.vm.device.VirtualController)}
+        return sorted((controllers[d.controllerKey], d.unitNumber) for d in devices
+                      if isinstance(d, vim.vm.device.VirtualDisk))
+
+    assert shape(added_devices(again)) == shape(added_devices(import_spec(sim_session,
+                                                                          export_ovf())))
+
+
 def test_a_disk_beside_the_cdrom_on_sata_as_ova_compose_writes(sim_session: Any) -> None:
     from pyVmomi import vim
 
