@@ -468,11 +468,14 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
         "installer_disk": "streamOptimized VMDK the installer writes as the first disk",
         "installer_seconds": "seconds the simulated install takes before power-off",
         "port": "port to listen on (default: a free one)",
+        "lease_timeout": "seconds an import/export lease lives without progress (default 300, "
+                         "as vCenter)",
     },
     iterable=["gpu"],
 )
 def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_default_gpu=False,
-        installer_vm=None, installer_disk=None, installer_seconds="3", port="0"):
+        installer_vm=None, installer_disk=None, installer_seconds="3", port="0",
+        lease_timeout="300"):
     """Run the local vSphere simulator until Ctrl-C; prints how to connect."""
     from ovapipe.simulator import SimulatorOptions, serve
 
@@ -483,6 +486,7 @@ def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_defaul
             installer_disk=installer_disk,
             installer_seconds=number_flag("installer-seconds", installer_seconds, whole=False),
             port=int(number_flag("port", port)),
+            lease_timeout=number_flag("lease-timeout", lease_timeout, whole=False),
         )
         serve(options, announce=lambda text: print(text, flush=True))
 

@@ -53,6 +53,7 @@ class SimulatorOptions:
     port: int = 0
     strict_vmx: bool = False  # refuse CreateVM_Task/ImportVApp of a vmx the hosts cannot run
     refuse_passthru: str | None = None  # host name glob whose UpdatePassthruConfig fails
+    lease_timeout: float = 300  # seconds a lease lives without HttpNfcLeaseProgress
 
     def problems(self) -> list[str]:
         """Every flag problem, found before anything is created (folders, processes).
@@ -74,6 +75,9 @@ class SimulatorOptions:
                          f"{self.esx_version}: vCenter cannot manage newer hosts")
         if not 0 <= self.port <= 65535:
             found.append(f"--port {self.port}: expected 0 (a free port) to 65535")
+        if not 0.1 <= self.lease_timeout <= 86400:
+            found.append(f"--lease-timeout {self.lease_timeout:g}: expected 0.1 to 86400 "
+                         "seconds")
         if not 0 <= self.installer_seconds <= 86400:
             found.append(f"--installer-seconds {self.installer_seconds:g}: expected 0 to 86400")
         if self.installer_vm is not None and self.installer_disk is None:
@@ -110,6 +114,8 @@ class SimulatorOptions:
             args.append("--strict-vmx")
         if self.refuse_passthru is not None:
             args += ["--refuse-passthru", self.refuse_passthru]
+        if self.lease_timeout != 300:
+            args += ["--lease-timeout", repr(float(self.lease_timeout))]
         args += ["--port", str(self.port)]
         return args
 

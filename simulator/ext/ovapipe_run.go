@@ -47,6 +47,9 @@ type OvapipeOptions struct {
 // OvapipeRun builds the inventory, serves it until SIGINT/SIGTERM and cleans up.
 func OvapipeRun(opts OvapipeOptions) error {
 	started := time.Now()
+	if err := ovapipeCheckLeaseTimeout(); err != nil {
+		return err
+	}
 	gpus, err := ovapipeGPUSpecs(opts.GPUs, !opts.NoDefaultGPU)
 	if err != nil {
 		return err
@@ -80,6 +83,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 		return err
 	}
 	ovapipeReplaceEnvironmentBrowsers()
+	ovapipeReplaceOvfManager()
 	if opts.InstallerVM != "" {
 		Map.AddHandler(newOvapipeInstaller(opts.InstallerVM, opts.InstallerDisk, opts.InstallerSeconds))
 	}
@@ -96,6 +100,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 	model.Service.ServeMux = http.NewServeMux()
 	model.Service.ServeMux.HandleFunc(ovapipeTypedPath, ovapipeServeTyped)
 	server := model.Service.NewServer()
+	ovapipeService = model.Service
 	// No server.Close() at exit: it waits for idle client connections; exiting closes them.
 	// Debian's /nfc/ handler discards uploads; no client has the address yet, so the
 	// handler can still be wrapped safely.
