@@ -185,6 +185,14 @@ def scan_file(fd: int) -> TarScan:
         return scan_tar(handle)
 
 
+def whole_members(fd: int, path: Path, refusal: str = "") -> list[Member]:
+    """The members of a complete archive; CheckFailed (exit 1) for an unreadable or cut one."""
+    scan = scan_file(fd)
+    if scan.unreadable or scan.truncated:
+        raise CheckFailed(f"{path}: {scan.unreadable or scan.truncated}{refusal}")
+    return scan.members
+
+
 def read_ova(path: Path | str) -> OvaIndex:
     """Index an OVA: tar members, descriptor, manifest. Raises OvaFormatError with a rule id.
 

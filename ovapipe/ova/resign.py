@@ -16,7 +16,7 @@ from typing import Final
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.files import atomic_writer, write_text
 from ovapipe.ova.archive import END_OF_ARCHIVE, TarEntryInfo, header_blocks, padding
-from ovapipe.ova.reader import open_file, read_member_bytes, scan_file
+from ovapipe.ova.reader import open_file, read_member_bytes, whole_members
 from ovapipe.ova.signing import CERT_SUFFIX, MAX_CERT_MEMBER_BYTES, Signer
 
 COPY_BLOCK: Final = 4 * 1024 * 1024
@@ -47,10 +47,7 @@ def sign_ova(path: Path, signer: Signer) -> SignedOva:
     path = Path(path)
     fd = open_file(path)
     try:
-        scan = scan_file(fd)
-        if scan.unreadable or scan.truncated:
-            raise CheckFailed(f"{path}: {scan.unreadable or scan.truncated}; not signed")
-        members = scan.members
+        members = whole_members(fd, path, "; not signed")
         if len(members) < 2 or not members[0].name.endswith(".ovf") or (
             members[1].name != f"{_stem(members[0].name)}.mf"
         ):

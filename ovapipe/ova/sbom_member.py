@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ovapipe.errors import CheckFailed
-from ovapipe.ova.reader import open_file, read_member_bytes, scan_file
+from ovapipe.ova.reader import open_file, read_member_bytes, whole_members
 from ovapipe.sbom import MAX_SBOM_BYTES, SBOM_SUFFIX, SbomError, summarize
 
 
@@ -15,10 +15,7 @@ def read_sbom_member(path: Path | str) -> bytes:
     path = Path(path)
     fd = open_file(path)
     try:
-        scan = scan_file(fd)
-        if scan.unreadable or scan.truncated:
-            raise CheckFailed(f"{path}: {scan.unreadable or scan.truncated}")
-        member = next((m for m in scan.members if m.name.lower().endswith(SBOM_SUFFIX)
+        member = next((m for m in whole_members(fd, path) if m.name.lower().endswith(SBOM_SUFFIX)
                        and m.kind == "file"), None)
         if member is None:
             raise CheckFailed(f"{path} holds no SBOM (no *{SBOM_SUFFIX} member); OVAs built by "
