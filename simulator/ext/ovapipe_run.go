@@ -42,6 +42,10 @@ type OvapipeOptions struct {
 	Password         string
 	StrictVMX        bool
 	RefusePassthru   string
+	Datacenters      int
+	Clusters         int // per datacenter
+	ClusterHosts     int // per cluster
+	Hosts            int // standalone, per datacenter
 }
 
 // OvapipeRun builds the inventory, serves it until SIGINT/SIGTERM and cleans up.
@@ -71,6 +75,10 @@ func OvapipeRun(opts OvapipeOptions) error {
 
 	ovapipeStrictVMX = opts.StrictVMX
 	model := VPX()
+	model.Datacenter = opts.Datacenters
+	model.Cluster = opts.Clusters
+	model.ClusterHost = opts.ClusterHosts
+	model.Host = opts.Hosts
 	if err := model.Create(); err != nil {
 		return fmt.Errorf("creating the inventory: %s", err)
 	}
@@ -94,12 +102,13 @@ func OvapipeRun(opts OvapipeOptions) error {
 		User: url.UserPassword(opts.Username, opts.Password),
 	}
 	model.Service.ServeMux = http.NewServeMux()
+	model.Service.RegisterEndpoints = true // vapi/simulator: the content library under /rest
 	model.Service.ServeMux.HandleFunc(ovapipeTypedPath, ovapipeServeTyped)
 	server := model.Service.NewServer()
 	// No server.Close() at exit: it waits for idle client connections; exiting closes them.
 	// Debian's /nfc/ handler discards uploads; no client has the address yet, so the
 	// handler can still be wrapped safely.
-	server.Config.Handler = ovapipeGuardHandler(ovapipeNFCHandler(server.Config.Handler))
+	server.Config.Handler = ovapipeGuardHandler(ovapipeLibraryHandler(ovapipeNFCHandler(server.Config.Handler)))
 
 	info := map[string]interface{}{
 		"VSPHERE_SERVER":         server.URL.Host,
@@ -110,6 +119,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 		"pid":                    os.Getpid(),
 		"vc_version":             opts.VCVersion,
 		"esx_version":            opts.ESXVersion,
+		"datacenters":            opts.Datacenters,
 		"startup_seconds":        time.Since(started).Seconds(),
 	}
 	for _, key := range []string{"VSPHERE_SERVER", "VSPHERE_USERNAME", "VSPHERE_PASSWORD", "VSPHERE_TLS_THUMBPRINT"} {
