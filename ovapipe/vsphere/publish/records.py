@@ -33,6 +33,21 @@ class PublishOptions:
     pipeline_id: str | None = None
     # Extra facts recorded on the template beside the OVA's build facts (e.g. nightly marks).
     facts: Mapping[str, str] = field(default_factory=dict)
+    # --library NAME: upload once into this content library, deploy its item everywhere.
+    library: str | None = None
+    library_datastore: str | None = None  # default: --datastore in the first datacenter
+    library_publish: bool = False  # make the library published (subscription URL printed)
+
+
+@dataclass(frozen=True)
+class LibrarySource:
+    """--library: the content library item every datacenter deploys."""
+
+    library_id: str
+    library_name: str
+    item_id: str
+    item_name: str
+    publish_url: str | None
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,8 @@ class PublishRecord:
     secure_boot: bool
     snapshot: str | None
     ova_sha256: str | None
+    library_id: str | None = None  # --library: the content library and item deployed from
+    library_item_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
