@@ -351,7 +351,7 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
             cluster=cluster or site.cluster, datastore=datastore or site.datastore,
             network=network or site.network, folder=folder or site.folder,
             concurrency=site.publish_concurrency,
-            pipeline_id=site.pipeline_id,
+            pipeline_id=site.pipeline_id, library=site.library,
         ), env)
         print(result.summary())
         folder = result.folder or report_dir
