@@ -182,3 +182,38 @@ def test_publish_flag_needs_a_library(tmp_path: Path) -> None:
                             env={**os.environ, "INVOKE_OVAPIPE_LIBRARY": ""})
     assert result.returncode == 2
     assert "--publish needs --library NAME" in result.stderr
+
+
+def test_a_dead_runs_half_made_item_is_removed_and_a_live_runs_left_alone(
+        three_dc: Any, efi_ova: Path, tmp_path: Path) -> None:
+    from ovapipe.vsphere.ownership import new_marker, with_marker
+
+    dead = replace(new_marker(NAME), pid=2 ** 22 + 1, proc_start="1")  # no such process
+    with rest_session(three_dc.connection) as api:
+        library = content.create_local_library(api, "L", _datastore_of(three_dc, "DC0"),
+                                               published=False, description="")
+        stale = content.create_item(api, library, NAME, with_marker("half made\n", dead))
+    _records, log = run(options(efi_ova, tmp_path, datacenters=("DC0",)), three_dc.connection)
+    assert f"removed library item {NAME} ({stale})" in log
+    [item] = library_state(three_dc.connection)[0]
+    assert item.id != stale and "ovapipe.state" not in item.description
+
+    live = new_marker(NAME)  # this very process: alive
+    with rest_session(three_dc.connection) as api:
+        content.delete_item(api, item.id)
+        busy = content.create_item(api, library, NAME, with_marker("uploading\n", live))
+    with pytest.raises(OvapipeError, match="is being uploaded by") as failure:
+        run(options(efi_ova, tmp_path, datacenters=("DC1",)), three_dc.connection)
+    assert failure.value.exit_code == 1
+    assert [i.id for i in library_state(three_dc.connection)[0]] == [busy]
+
+
+def _datastore_of(sim: Any, datacenter: str) -> str:
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.inventory import retrieve
+
+    with session(sim.connection) as si:
+        [dc] = [d for d in retrieve(si, vim.Datacenter, ["name", "datastore"])
+                if d.name == datacenter]
+        return str(dc.get("datastore")[0]._moId)
