@@ -217,3 +217,21 @@ def _datastore_of(sim: Any, datacenter: str) -> str:
         [dc] = [d for d in retrieve(si, vim.Datacenter, ["name", "datastore"])
                 if d.name == datacenter]
         return str(dc.get("datastore")[0]._moId)
+
+
+def test_replace_swaps_the_item_and_the_templates(three_dc: Any, efi_ova: Path, tmp_path: Path,
+                                                  build_facts: Any, efi_vmdk: Path) -> None:
+    from ovapipe.ova import assemble_ova
+
+    first, _log = run(options(efi_ova, tmp_path, datacenters=("DC0", "DC1")),
+                      three_dc.connection)
+    other = assemble_ova(tmp_path / "other", NAME, [efi_vmdk],
+                         replace(build_facts, git_commit="1" * 40)).path
+    second, log = run(options(other, tmp_path, datacenters=("DC0", "DC1"), replace=True),
+                      three_dc.connection)
+    assert "replaced library item" in log
+    [item] = library_state(three_dc.connection)[0]
+    assert item.name == NAME and item.id != first[0].library_item_id
+    assert {r.library_item_id for r in second} == {item.id}
+    assert {r.ova_sha256 for r in second} != {r.ova_sha256 for r in first}
+    assert sorted(templates(three_dc.connection)) == ["DC0", "DC1"]

@@ -150,6 +150,10 @@ def set_item_description(api: RestSession, item_id: str, description: str) -> No
              body={"update_spec": {"description": description}})
 
 
+def rename_item(api: RestSession, item_id: str, name: str) -> None:
+    api.call("PATCH", f"{ITEM}/{path_id(item_id)}", body={"update_spec": {"name": name}})
+
+
 def delete_item(api: RestSession, item_id: str) -> None:
     api.call("DELETE", f"{ITEM}/{path_id(item_id)}")
 

@@ -42,6 +42,7 @@ class LibraryRun:
     library: content.Library | None = None
     item_id: str | None = None
     reused: bool = False
+    replacing: content.Item | None = None  # --replace: the complete item of another OVA
     bytes_sent: int = 0
     messages: list[str] = field(default_factory=list)
 
@@ -170,7 +171,13 @@ def step_item(state: LibraryRun, run: Run) -> None:
         if record is None:
             raise CheckFailed(f"library item {item.name} in {library.name} was not made by "
                               "ovapipe (no record in its description): choose another --name")
-        sha = state.ova.identity(state.progress)
+        sha = (state.ova.content_sha256(state.progress) if state.options.replace
+               else state.ova.identity(state.progress))
+        if record.ova_sha256 != sha and state.options.replace:
+            state.replacing = item
+            run.say(f"library item {item.name} in {library.name} holds another OVA (sha256 "
+                    f"{record.ova_sha256}): uploading this one beside it, then replacing it")
+            continue
         if record.ova_sha256 != sha:
             raise CheckFailed(f"library item {item.name} in {library.name} holds another OVA "
                               f"(sha256 {record.ova_sha256}, this one is {sha}): publish "
@@ -189,7 +196,9 @@ def step_upload(state: LibraryRun, run: Run) -> None:
     assert api is not None and library is not None
     description = with_marker(f"ovapipe is uploading {ova.index.path.name}\n", state.marker)
     state.check_cancel()
-    item_id = content.create_item(api, library.id, ova.name, description)
+    # Beside an item being replaced, under a temporary name until it is complete.
+    name = f"{ova.name}.op-tmp-{state.marker.id[:8]}" if state.replacing else ova.name
+    item_id = content.create_item(api, library.id, name, description)
     run.on_failure(f"delete library item {ova.name} ({item_id})",
                    lambda: _delete_item_if_ours(state, item_id, run))
     state.item_id = item_id
@@ -210,9 +219,29 @@ def step_upload(state: LibraryRun, run: Run) -> None:
         ova.learned(uploaded.ova_sha256)
     state.bytes_sent = uploaded.bytes_sent
     sha = ova.identity(state.progress)
+    if state.replacing is not None:  # still marked: an undo from here on deletes it
+        _replace_item(state, state.replacing, item_id, run)
     content.set_item_description(api, item_id, item_record(ova, state.options, sha))
     run.say(f"library {library.name}: uploaded {uploaded.files} file(s), "
             f"{uploaded.bytes_sent} bytes, into item {ova.name} ({item_id})")
+
+
+def _replace_item(state: LibraryRun, old: content.Item, new_id: str, run: Run) -> None:
+    """Delete the old item (re-read: still the complete one found), then the new takes its
+    name. Between the two calls no item has the name: one call long, as publish's swap."""
+    from ovapipe.vsphere.template import TemplateRecord
+
+    api = state.api
+    assert api is not None
+    again = content.get_item(api, old.id)
+    if again is not None:
+        if (again.description != old.description or TemplateRecord.parse(again.description)
+                is None or RunMarker.parse(again.description) is not None):
+            raise CheckFailed(f"library item {old.name} ({old.id}) changed while this run "
+                              "uploaded its replacement: left alone")
+        content.delete_item(api, old.id)
+    content.rename_item(api, new_id, state.ova.name)
+    run.say(f"replaced library item {old.name} ({old.id} deleted)")
 
 
 LIBRARY_STEPS: Final = [
