@@ -146,3 +146,57 @@ def test_deploy_gives_the_vm_the_items_disk_and_annotation(
                  if isinstance(d, vim.vm.device.VirtualDisk)]
     datastore_path = backing.split("] ", 1)[1]
     assert (Path(ds.get("info.url")) / datastore_path).read_bytes() == disk
+
+
+def test_the_api_spelling_answers_like_rest(simulator: Any, sim_session: Any) -> None:
+    """/api/session, /api/content/... and /api/vcenter/ovf/library-item: bare JSON values,
+    ?action=, bodies without the /rest wrapper, errors as error_type."""
+    import base64
+    import json
+
+    from pyVmomi import vim
+
+    api = RestSession(simulator.connection)
+    conn = simulator.connection
+
+    def call(method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        status, answer = api._send(method, path, data, {
+            "Content-Type": "application/json", **(headers or {})})
+        return status, json.loads(answer) if answer.strip() else None
+
+    login = base64.b64encode(f"{conn.username}:{conn.password}".encode()).decode()
+    status, session_id = call("POST", "/api/session", headers={"Authorization": f"Basic {login}"})
+    assert status == 201
+    assert isinstance(session_id, str) and session_id
+    auth = {"vmware-api-session-id": session_id}
+    [dc] = inventory.retrieve(sim_session, vim.Datacenter, ["datastore"])
+    status, library = call("POST", "/api/content/local-library", {
+        "name": "A", "type": "LOCAL", "storage_backings": [
+            {"type": "DATASTORE", "datastore_id": dc.get("datastore")[0]._moId}]}, auth)
+    assert status == 200 and isinstance(library, str)
+    assert call("POST", "/api/content/library?action=find", {"name": "A"}, auth) == (
+        200, [library])
+    status, got = call("GET", f"/api/content/library/{library}", headers=auth)
+    assert got["name"] == "A" and got["id"] == library
+    status, item = call("POST", "/api/content/library/item",
+                        {"library_id": library, "name": "node", "type": "ovf"}, auth)
+    assert status == 200 and isinstance(item, str)
+    status, upload = call("POST", "/api/content/library/item/update-session",
+                          {"library_item_id": item}, auth)
+    status, added = call("POST", f"/api/content/library/item/updatesession/file/{upload}"
+                         "?action=add", {"name": "a.ovf", "source_type": "PUSH"}, auth)
+    assert status == 200 and added["upload_endpoint"]["uri"].startswith("https://")
+    assert call("POST", f"/api/content/library/item/update-session/{upload}?action=cancel",
+                headers=auth)[0] == 204
+    assert call("PATCH", f"/api/content/library/item/{item}", {"description": "d"},
+                auth)[0] == 204
+    assert call("GET", f"/api/content/library/item/{item}", headers=auth)[1][
+        "description"] == "d"
+    assert call("DELETE", f"/api/content/library/item/{item}", headers=auth)[0] == 204
+    status, error = call("GET", f"/api/content/library/item/{item}", headers=auth)
+    assert status == 404 and "error_type" in error
+    assert call("GET", "/api/content/library", headers={})[0] == 401
+    assert call("DELETE", "/api/session", headers=auth)[0] == 204
+    api.close_connection()

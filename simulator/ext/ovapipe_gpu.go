@@ -16,10 +16,10 @@ import (
 // (DC0_C0, DC1_C0, ...).
 const (
 	ovapipeDefaultGPUClusterSuffix = "_C0"
-	ovapipeDefaultGPUVendor  = 0x10de
-	ovapipeDefaultGPUDevice  = 0x1eb8
-	ovapipePciIDs            = "/usr/share/misc/pci.ids"
-	ovapipeClass3DController = 0x0302
+	ovapipeDefaultGPUVendor        = 0x10de
+	ovapipeDefaultGPUDevice        = 0x1eb8
+	ovapipePciIDs                  = "/usr/share/misc/pci.ids"
+	ovapipeClass3DController       = 0x0302
 )
 
 type ovapipeGPUSpec struct {

@@ -6,7 +6,8 @@ package simulator
 //   - file uploads are checked against the checksum_info given when the file was added to
 //     the update session; a mismatch fails the upload and the session cannot complete;
 //   - a deployed VM gets the deployment spec's annotation (Debian drops it) and the item's
-//     disk files (Debian's deploy completes the import lease without writing any disk).
+//     disk files (Debian's deploy completes the import lease without writing any disk);
+//   - the same endpoints answer under /api (vSphere 7.0 U2's spelling), see ovapipeServeAPI.
 
 import (
 	"bytes"
@@ -93,7 +94,12 @@ func ovapipeReplay(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
 }
 
 func ovapipeLibraryHandler(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var handler http.HandlerFunc
+	handler = func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, ovapipeAPIPrefix) {
+			ovapipeServeAPI(handler, w, r)
+			return
+		}
 		if !strings.HasPrefix(r.URL.Path, ovapipeRestPrefix+"/") {
 			next.ServeHTTP(w, r)
 			return
@@ -120,7 +126,8 @@ func ovapipeLibraryHandler(next http.Handler) http.Handler {
 		default:
 			next.ServeHTTP(w, r)
 		}
-	})
+	}
+	return handler
 }
 
 // ovapipeReadBody reads a (small, JSON) request body and puts it back for the next handler.
@@ -362,4 +369,143 @@ func ovapipeCopyFile(from, to string, buf []byte) error {
 		err = cerr
 	}
 	return err
+}
+
+// The newer /api spelling of the same endpoints (vSphere 7.0 U2+), translated to Debian's
+// /rest handlers: /api/X/ID -> /rest/com/vmware/X/id:ID, ?action= -> ?~action=, the body
+// wrapped in the key /rest expects, the answer's "value" unwrapped.
+const ovapipeAPIPrefix = "/api/"
+
+type ovapipeAPIRoute struct {
+	api, rest  string // path prefixes below /api/ and /rest/com/vmware/
+	collection bool   // the path is the collection itself (no id follows)
+}
+
+var ovapipeAPIRoutes = []ovapipeAPIRoute{
+	{"session", "cis/session", true},
+	{"content/library/item/updatesession/file/", "content/library/item/updatesession/file/", false},
+	{"content/library/item/update-session/", "content/library/item/update-session/", false},
+	{"content/library/item/update-session", "content/library/item/update-session", true},
+	{"content/library/item/", "content/library/item/", false},
+	{"content/library/item", "content/library/item", true},
+	{"content/local-library/", "content/local-library/", false},
+	{"content/local-library", "content/local-library", true},
+	{"content/library/", "content/library/", false},
+	{"content/library", "content/library", true},
+	{"vcenter/ovf/library-item/", "vcenter/ovf/library-item/", false},
+}
+
+// ovapipeAPIBodyKey: the key /rest wraps a request body in, by method, collection and action.
+func ovapipeAPIBodyKey(method string, collection bool, action, route string) string {
+	switch {
+	case action == "find":
+		return "spec"
+	case action == "add":
+		return "file_spec"
+	case method == http.MethodPatch:
+		return "update_spec"
+	case method == http.MethodPost && collection && action == "" && route != "session":
+		return "create_spec"
+	}
+	return ""
+}
+
+func ovapipeTranslateAPI(r *http.Request) (*http.Request, error) {
+	rest := strings.TrimPrefix(r.URL.Path, ovapipeAPIPrefix)
+	for _, route := range ovapipeAPIRoutes {
+		var target string
+		if route.collection {
+			if rest != route.api {
+				continue
+			}
+			target = route.rest
+		} else {
+			if !strings.HasPrefix(rest, route.api) {
+				continue
+			}
+			id := strings.TrimPrefix(rest, route.api)
+			if id == "" || strings.Contains(id, "/") {
+				return nil, fmt.Errorf("no such endpoint")
+			}
+			target = route.rest + "id:" + id
+		}
+		query := r.URL.Query()
+		action := query.Get("action")
+		if action != "" {
+			query.Del("action")
+			query.Set("~action", action)
+		}
+		body, err := ovapipeReadBody(r)
+		if err != nil {
+			return nil, err
+		}
+		if key := ovapipeAPIBodyKey(r.Method, route.collection, action, route.api); key != "" && len(body) > 0 {
+			body = append(append([]byte(`{"`+key+`":`), body...), '}')
+		}
+		translated := r.Clone(r.Context())
+		translated.URL.Path = ovapipeRestPrefix + "/com/vmware/" + target
+		translated.URL.RawPath = ""
+		translated.URL.RawQuery = query.Encode()
+		translated.RequestURI = translated.URL.RequestURI()
+		translated.Body = io.NopCloser(bytes.NewReader(body))
+		translated.ContentLength = int64(len(body))
+		return translated, nil
+	}
+	return nil, fmt.Errorf("no such endpoint")
+}
+
+// ovapipeServeAPI answers /api requests through the /rest handler chain.
+func ovapipeServeAPI(rest http.Handler, w http.ResponseWriter, r *http.Request) {
+	translated, err := ovapipeTranslateAPI(r)
+	if err != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"error_type":"NOT_FOUND","messages":[]}` + "\n"))
+		return
+	}
+	rec := httptest.NewRecorder()
+	rest.ServeHTTP(rec, translated)
+	for key, values := range rec.Header() {
+		if key != "Content-Length" && key != "Set-Cookie" {
+			w.Header()[key] = values
+		}
+	}
+	body := rec.Body.Bytes()
+	if rec.Code >= 200 && rec.Code < 300 {
+		var wrapped struct {
+			Value json.RawMessage `json:"value"`
+		}
+		if len(body) > 0 && json.Unmarshal(body, &wrapped) == nil && wrapped.Value != nil {
+			body = append(wrapped.Value, '\n')
+			w.Header().Set("Content-Type", "application/json")
+		}
+		if len(body) == 0 && rec.Code == http.StatusOK {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	} else {
+		var vapi struct {
+			Type  string `json:"type"`
+			Value struct {
+				Messages []json.RawMessage `json:"messages"`
+			} `json:"value"`
+		}
+		kind := http.StatusText(rec.Code)
+		if json.Unmarshal(body, &vapi) == nil && vapi.Type != "" {
+			parts := strings.Split(vapi.Type, ".")
+			kind = strings.ToUpper(parts[len(parts)-1])
+		}
+		messages, _ := json.Marshal(vapi.Value.Messages)
+		if vapi.Value.Messages == nil {
+			messages = []byte("[]")
+		}
+		body = []byte(fmt.Sprintf(`{"error_type":%q,"messages":%s}`+"\n", kind, messages))
+		w.Header().Set("Content-Type", "application/json")
+	}
+	code := rec.Code
+	if code == http.StatusOK && r.Method == http.MethodPost && r.URL.Path == ovapipeAPIPrefix+"session" {
+		code = http.StatusCreated // as vCenter answers a new /api session
+	}
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
 }
