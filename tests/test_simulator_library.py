@@ -200,3 +200,23 @@ def test_the_api_spelling_answers_like_rest(simulator: Any, sim_session: Any) ->
     assert call("GET", "/api/content/library", headers={})[0] == 401
     assert call("DELETE", "/api/session", headers=auth)[0] == 204
     api.close_connection()
+
+
+def test_gpu_discovery_and_placement_stay_in_their_datacenter(three_dc: Any) -> None:
+    from ovapipe.vsphere.gpus import list_gpus
+    from ovapipe.vsphere.placement import PlacementRequest, resolve_placement
+
+    with session(three_dc.connection) as si:
+        for datacenter in ("DC0", "DC1", "DC2"):
+            found = list_gpus(si, datacenter, "*_C0")
+            assert sorted(h.name for h in found.hosts) == [
+                f"{datacenter}_C0_H{n}" for n in range(2)]
+            for host in found.hosts:
+                [t4] = [d for d in host.devices if d.vendor_hex == "10de"]
+                assert (t4.vendor_hex, t4.device_hex, t4.active) == ("10de", "1eb8", True)
+            assert list_gpus(si, datacenter, "*_C1").summary == []
+            placement = resolve_placement(si, PlacementRequest(
+                datacenter, "*_C0", None, "LocalDS_0", None, "VM Network"), [])
+            assert placement.compute.name == f"{datacenter}_C0"
+            # The simulator names each datastore's folder after its datacenter.
+            assert f"govcsim-{datacenter}-LocalDS_0-" in placement.datastore.obj._moId
