@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -220,3 +221,30 @@ def test_gpu_discovery_and_placement_stay_in_their_datacenter(three_dc: Any) -> 
             assert placement.compute.name == f"{datacenter}_C0"
             # The simulator names each datastore's folder after its datacenter.
             assert f"govcsim-{datacenter}-LocalDS_0-" in placement.datastore.obj._moId
+
+
+def test_rest_session_keeps_its_id_out_of_urls_and_errors(simulator: Any) -> None:
+    from ovapipe.vsphere.library.rest import NotFound
+
+    with rest_session(simulator.connection) as api:
+        secret = api.session_id
+        with pytest.raises(NotFound) as missing:
+            api.call("GET", f"{content.ITEM}/id:no-such-item")
+        assert secret not in str(missing.value)
+        assert "HTTP 404" in str(missing.value)
+    assert secret not in simulator.log_text()
+    wrong = dataclasses.replace(simulator.connection, password="wrong")
+    with pytest.raises(ConfigError, match="REST login failed for user"), rest_session(wrong):
+        pass
+
+
+def test_a_server_that_never_answers_times_out(simulator: Any) -> None:
+    import socket
+
+    from ovapipe.errors import VSphereError
+
+    with socket.create_server(("127.0.0.1", 0)) as trap:  # accepts, never answers
+        silent = dataclasses.replace(simulator.connection, port=trap.getsockname()[1],
+                                     timeout=1.0)
+        with pytest.raises(VSphereError, match="within 1s"):
+            RestSession(silent).login()

@@ -23,6 +23,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -41,7 +42,16 @@ const (
 	ovapipeSessionPath     = "/rest/com/vmware/content/library/item/update-session/id:"
 	ovapipeOVFItemPath     = "/rest/com/vmware/vcenter/ovf/library-item/id:"
 	ovapipeRestBodyLimit   = 1 << 20 // JSON request bodies (never file data)
+	ovapipeRestSessionPath = "/rest/com/vmware/cis/session"
 )
+
+// ovapipeLogin: the one user and password the simulator accepts (set by OvapipeRun).
+var ovapipeLogin = url.UserPassword("user", "pass")
+
+func ovapipeLoginPassword() string {
+	password, _ := ovapipeLogin.Password()
+	return password
+}
 
 // ovapipeID: the ids Debian's vAPI simulator makes (UUIDs), so no id names a path.
 var ovapipeID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -106,6 +116,15 @@ func ovapipeLibraryHandler(next http.Handler) http.Handler {
 		}
 		action := r.URL.Query().Get("~action")
 		switch {
+		case r.Method == http.MethodPost && action == "" && r.URL.Path == ovapipeRestSessionPath:
+			// Debian's vAPI session accepts any user and password; vCenter checks them.
+			user, password, ok := r.BasicAuth()
+			if !ok || user != ovapipeLogin.Username() || password != ovapipeLoginPassword() {
+				ovapipeVAPIError(w, http.StatusUnauthorized, "com.vmware.vapi.std.errors.unauthenticated",
+					"login failed")
+				return
+			}
+			next.ServeHTTP(w, r)
 		case r.Method == http.MethodPost && action == "add" && strings.HasPrefix(r.URL.Path, ovapipeSessionFilePath):
 			ovapipeAddFile(next, w, r)
 		case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, ovapipeFileDataPrefix):

@@ -97,9 +97,10 @@ func OvapipeRun(opts OvapipeOptions) error {
 		return err
 	}
 	model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	ovapipeLogin = url.UserPassword(opts.Username, opts.Password)
 	model.Service.Listen = &url.URL{
 		Host: net.JoinHostPort("127.0.0.1", fmt.Sprint(opts.Port)),
-		User: url.UserPassword(opts.Username, opts.Password),
+		User: ovapipeLogin,
 	}
 	model.Service.ServeMux = http.NewServeMux()
 	model.Service.RegisterEndpoints = true // vapi/simulator: the content library under /rest

@@ -19,6 +19,8 @@ UPDATE_SESSION: Final = "/com/vmware/content/library/item/update-session"
 UPDATE_SESSION_FILE: Final = "/com/vmware/content/library/item/updatesession/file"
 OVF_ITEM: Final = "/com/vmware/vcenter/ovf/library-item"
 ITEM_TYPE_OVF: Final = "ovf"
+# A deploy answers when the VM exists with its disks copied: minutes for a large image.
+DEPLOY_TIMEOUT: Final = 3600.0
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,8 @@ def deploy_item(api: RestSession, item_id: str, name: str, annotation: str,
             "network_mappings": [{"key": k, "value": v} for k, v in target.networks],
         },
     }
-    value = api.call("POST", f"{OVF_ITEM}/{path_id(item_id)}", action="deploy", body=spec)
+    value = api.call("POST", f"{OVF_ITEM}/{path_id(item_id)}", action="deploy", body=spec,
+                     timeout=DEPLOY_TIMEOUT)
     if not isinstance(value, dict):
         raise VSphereError(f"deploying library item {item_id}: no deployment in the answer")
     resource = value.get("resource_id")

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ovapipe.config import Connection
+from ovapipe.config import CLEANUP_TIMEOUT, Connection
 from ovapipe.errors import CheckFailed, ConfigError, VSphereError
 from ovapipe.steps import Run, Step
 from ovapipe.vsphere.library import content
@@ -128,7 +128,7 @@ def step_library(state: LibraryRun, run: Run) -> None:
 def _delete_item_if_ours(state: LibraryRun, item_id: str, run: Run) -> None:
     api = state.api
     assert api is not None
-    api.connection_timeout(10)
+    api.connection_timeout(CLEANUP_TIMEOUT)
     item = content.get_item(api, item_id)
     marker = RunMarker.parse(item.description) if item else None
     if item is None or marker is None or marker.id != state.marker.id \
@@ -142,7 +142,7 @@ def _delete_item_if_ours(state: LibraryRun, item_id: str, run: Run) -> None:
 def _cancel_session(state: LibraryRun, session_id: str, run: Run) -> None:
     api = state.api
     assert api is not None
-    api.connection_timeout(10)
+    api.connection_timeout(CLEANUP_TIMEOUT)
     with contextlib.suppress(RestError):
         content.end_update_session(api, session_id, "cancel")
     with contextlib.suppress(RestError):

@@ -71,6 +71,7 @@ class RestSession:
     connection: Connection
     _http: PinnedHTTPSConnection | None = field(default=None, init=False, repr=False)
     _id: str | None = field(default=None, init=False, repr=False)
+    _bound: float | None = field(default=None, init=False, repr=False)
 
     @property
     def session_id(self) -> str:
@@ -85,9 +86,14 @@ class RestSession:
         return self._http
 
     def _send(self, method: str, path: str, body: bytes | None,
-              headers: Mapping[str, str]) -> tuple[int, bytes]:
+              headers: Mapping[str, str], timeout: float | None = None) -> tuple[int, bytes]:
         for attempt in (1, 2):
+            reused = self._http is not None
             conn = self._conn()
+            wait = timeout or self.connection.timeout
+            conn.timeout = wait
+            if conn.sock is not None:
+                conn.sock.settimeout(wait)
             try:
                 conn.request(method, path, body=body, headers=dict(headers))
                 response = conn.getresponse()
@@ -101,11 +107,12 @@ class RestSession:
             except TimeoutError:
                 self.close_connection()
                 raise VSphereError(f"{self.connection.server}: no answer to {method} "
-                                   f"{path.split('?')[0]} within {self.connection.timeout:g}s "
-                                   "(VSPHERE_TIMEOUT)") from None
+                                   f"{path.split('?')[0]} within {wait:g}s") from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.close_connection()  # a kept-alive connection the server closed: once more
-                if attempt == 2:
+                # A kept-alive connection the server had closed: sent once more on a new one.
+                # A fresh connection that fails may have delivered the request: never resent.
+                self.close_connection()
+                if attempt == 2 or not reused:
                     raise VSphereError(f"{self.connection.server}: the server closed the "
                                        f"connection during {method} {path.split('?')[0]}"
                                        ) from None
@@ -146,26 +153,28 @@ class RestSession:
 
     def logout(self) -> None:
         if self._id is None:
+            self.close_connection()
             return
         with contextlib.suppress(VSphereError):
-            self.connection_timeout(CLEANUP_TIMEOUT)
-            self._send("DELETE", SESSION_PATH, None, self._headers())
+            # Logging out must not hold up an interrupted run: a short bound of its own.
+            self._send("DELETE", SESSION_PATH, None, self._headers(), CLEANUP_TIMEOUT)
         self._id = None
         self.close_connection()
 
     def connection_timeout(self, seconds: float) -> None:
         """From now on each request waits at most ``seconds`` (cleanups after Ctrl-C)."""
-        conn = self._conn()
-        conn.timeout = seconds
-        if conn.sock is not None:
-            conn.sock.settimeout(seconds)
+        self._bound = seconds
 
     def _headers(self) -> dict[str, str]:
         return {SESSION_HEADER: self.session_id, "Accept": "application/json"}
 
     def call(self, method: str, path: str, *, action: str | None = None,
-             query: Mapping[str, str] | None = None, body: Any = None) -> Any:
-        """``method REST_PREFIX+path[?~action=..]``; the answer's ``value`` (None if empty)."""
+             query: Mapping[str, str] | None = None, body: Any = None,
+             timeout: float | None = None) -> Any:
+        """``method REST_PREFIX+path[?~action=..]``; the answer's ``value`` (None if empty).
+
+        Waits at most ``timeout`` (default the connection's, VSPHERE_TIMEOUT) for the answer,
+        or less once ``connection_timeout`` bounded the session for cleanups."""
         params = dict(query or {})
         if action:
             params["~action"] = action
@@ -175,7 +184,9 @@ class RestSession:
         if body is not None or method in ("POST", "PATCH", "PUT"):
             data = json.dumps(body if body is not None else {}).encode()
             headers["Content-Type"] = "application/json"
-        status, answer = self._send(method, target, data, headers)
+        wait = timeout or self.connection.timeout
+        status, answer = self._send(method, target, data, headers,
+                                    min(wait, self._bound) if self._bound else wait)
         what = f"{method} {REST_PREFIX}{path}" + (f" ({action})" if action else "")
         if not 200 <= status < 300:
             kind, text = _error_text(answer)
