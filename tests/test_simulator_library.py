@@ -229,7 +229,7 @@ def test_rest_session_keeps_its_id_out_of_urls_and_errors(simulator: Any) -> Non
     with rest_session(simulator.connection) as api:
         secret = api.session_id
         with pytest.raises(NotFound) as missing:
-            api.call("GET", f"{content.ITEM}/id:no-such-item")
+            api.request("GET", f"{content.ITEM}/id:no-such-item")
         assert secret not in str(missing.value)
         assert "HTTP 404" in str(missing.value)
     assert secret not in simulator.log_text()

@@ -91,12 +91,12 @@ def _ids(value: Any) -> list[str]:
 
 def find_libraries(api: RestSession, name: str) -> list[Library]:
     """Every library with this name (vCenter compares names case-insensitively)."""
-    ids = _ids(api.call("POST", LIBRARY, action="find", body={"spec": {"name": name}}))
+    ids = _ids(api.request("POST", LIBRARY, action="find", body={"spec": {"name": name}}))
     return [get_library(api, i) for i in sorted(ids)]
 
 
 def get_library(api: RestSession, library_id: str) -> Library:
-    return _library(api.call("GET", f"{LIBRARY}/{path_id(library_id)}"))
+    return _library(api.request("GET", f"{LIBRARY}/{path_id(library_id)}"))
 
 
 def create_local_library(api: RestSession, name: str, datastore_id: str, *,
@@ -107,39 +107,39 @@ def create_local_library(api: RestSession, name: str, datastore_id: str, *,
     }
     if published:
         spec["publish_info"] = {"published": True, "authentication_method": "NONE"}
-    value = api.call("POST", LOCAL_LIBRARY, body={"create_spec": spec})
+    value = api.request("POST", LOCAL_LIBRARY, body={"create_spec": spec})
     if not isinstance(value, str) or not value:
         raise VSphereError(f"creating content library {name}: no id in the answer")
     return value
 
 
 def publish_library(api: RestSession, library_id: str) -> None:
-    api.call("PATCH", f"{LOCAL_LIBRARY}/{path_id(library_id)}", body={"update_spec": {
+    api.request("PATCH", f"{LOCAL_LIBRARY}/{path_id(library_id)}", body={"update_spec": {
         "publish_info": {"published": True, "authentication_method": "NONE"}}})
 
 
 # ------------------------------------------------------------------------------ items
 
 def list_items(api: RestSession, library_id: str) -> list[Item]:
-    ids = _ids(api.call("GET", ITEM, query={"library_id": library_id}))
+    ids = _ids(api.request("GET", ITEM, query={"library_id": library_id}))
     return [item for i in sorted(ids) if (item := get_item(api, i)) is not None]
 
 
 def find_items(api: RestSession, library_id: str, name: str) -> list[Item]:
-    ids = _ids(api.call("POST", ITEM, action="find",
+    ids = _ids(api.request("POST", ITEM, action="find",
                         body={"spec": {"library_id": library_id, "name": name}}))
     return [item for i in sorted(ids) if (item := get_item(api, i)) is not None]
 
 
 def get_item(api: RestSession, item_id: str) -> Item | None:
     try:
-        return _item(api.call("GET", f"{ITEM}/{path_id(item_id)}"))
+        return _item(api.request("GET", f"{ITEM}/{path_id(item_id)}"))
     except NotFound:
         return None
 
 
 def create_item(api: RestSession, library_id: str, name: str, description: str) -> str:
-    value = api.call("POST", ITEM, body={"create_spec": {
+    value = api.request("POST", ITEM, body={"create_spec": {
         "library_id": library_id, "name": name, "description": description,
         "type": ITEM_TYPE_OVF}})
     if not isinstance(value, str) or not value:
@@ -148,22 +148,22 @@ def create_item(api: RestSession, library_id: str, name: str, description: str) 
 
 
 def set_item_description(api: RestSession, item_id: str, description: str) -> None:
-    api.call("PATCH", f"{ITEM}/{path_id(item_id)}",
+    api.request("PATCH", f"{ITEM}/{path_id(item_id)}",
              body={"update_spec": {"description": description}})
 
 
 def rename_item(api: RestSession, item_id: str, name: str) -> None:
-    api.call("PATCH", f"{ITEM}/{path_id(item_id)}", body={"update_spec": {"name": name}})
+    api.request("PATCH", f"{ITEM}/{path_id(item_id)}", body={"update_spec": {"name": name}})
 
 
 def delete_item(api: RestSession, item_id: str) -> None:
-    api.call("DELETE", f"{ITEM}/{path_id(item_id)}")
+    api.request("DELETE", f"{ITEM}/{path_id(item_id)}")
 
 
 # ------------------------------------------------------------------------------ update sessions
 
 def create_update_session(api: RestSession, item_id: str) -> str:
-    value = api.call("POST", UPDATE_SESSION,
+    value = api.request("POST", UPDATE_SESSION,
                      body={"create_spec": {"library_item_id": item_id}})
     if not isinstance(value, str) or not value:
         raise VSphereError("creating an update session: no id in the answer")
@@ -172,7 +172,7 @@ def create_update_session(api: RestSession, item_id: str) -> str:
 
 def get_update_session(api: RestSession, session_id: str) -> UpdateSession | None:
     try:
-        value = api.call("GET", f"{UPDATE_SESSION}/{path_id(session_id)}")
+        value = api.request("GET", f"{UPDATE_SESSION}/{path_id(session_id)}")
     except NotFound:
         return None
     if not isinstance(value, dict):
@@ -184,7 +184,7 @@ def get_update_session(api: RestSession, session_id: str) -> UpdateSession | Non
 
 
 def list_update_sessions(api: RestSession) -> list[str]:
-    return _ids(api.call("GET", UPDATE_SESSION))
+    return _ids(api.request("GET", UPDATE_SESSION))
 
 
 def add_file(api: RestSession, session_id: str, name: str, size: int,
@@ -193,7 +193,7 @@ def add_file(api: RestSession, session_id: str, name: str, size: int,
     spec: dict[str, Any] = {"name": name, "source_type": "PUSH", "size": size}
     if checksum is not None:
         spec["checksum_info"] = {"algorithm": checksum[0], "checksum": checksum[1]}
-    value = api.call("POST", f"{UPDATE_SESSION_FILE}/{path_id(session_id)}", action="add",
+    value = api.request("POST", f"{UPDATE_SESSION_FILE}/{path_id(session_id)}", action="add",
                      body={"file_spec": spec})
     endpoint = value.get("upload_endpoint") if isinstance(value, dict) else None
     url = _text(endpoint.get("uri")) if isinstance(endpoint, dict) else ""
@@ -204,11 +204,11 @@ def add_file(api: RestSession, session_id: str, name: str, size: int,
 
 def end_update_session(api: RestSession, session_id: str, action: str) -> None:
     """``complete``, ``cancel`` or ``fail`` the session."""
-    api.call("POST", f"{UPDATE_SESSION}/{path_id(session_id)}", action=action)
+    api.request("POST", f"{UPDATE_SESSION}/{path_id(session_id)}", action=action)
 
 
 def delete_update_session(api: RestSession, session_id: str) -> None:
-    api.call("DELETE", f"{UPDATE_SESSION}/{path_id(session_id)}")
+    api.request("DELETE", f"{UPDATE_SESSION}/{path_id(session_id)}")
 
 
 # ------------------------------------------------------------------------------ deploy
@@ -233,7 +233,7 @@ def deploy_item(api: RestSession, item_id: str, name: str, annotation: str,
             "network_mappings": [{"key": k, "value": v} for k, v in target.networks],
         },
     }
-    value = api.call("POST", f"{OVF_ITEM}/{path_id(item_id)}", action="deploy", body=spec,
+    value = api.request("POST", f"{OVF_ITEM}/{path_id(item_id)}", action="deploy", body=spec,
                      timeout=DEPLOY_TIMEOUT)
     if not isinstance(value, dict):
         raise VSphereError(f"deploying library item {item_id}: no deployment in the answer")

@@ -168,7 +168,7 @@ class RestSession:
     def _headers(self) -> dict[str, str]:
         return {SESSION_HEADER: self.session_id, "Accept": "application/json"}
 
-    def call(self, method: str, path: str, *, action: str | None = None,
+    def request(self, method: str, path: str, *, action: str | None = None,
              query: Mapping[str, str] | None = None, body: Any = None,
              timeout: float | None = None) -> Any:
         """``method REST_PREFIX+path[?~action=..]``; the answer's ``value`` (None if empty).

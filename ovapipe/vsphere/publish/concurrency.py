@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 import threading
-from typing import TextIO
+from typing import Protocol, TextIO, TypeVar
 
 from ovapipe.config import Connection
 from ovapipe.errors import ConfigError, Interrupted, OvapipeError
@@ -24,11 +24,18 @@ def default_progress(log: TextIO) -> ProgressFactory:
     return lambda label, total: Progress(label, total, log)
 
 
-def _cancellable(step: Step[DatacenterRun]) -> Step[DatacenterRun]:
+class _Cancellable(Protocol):
+    def check_cancel(self) -> None: ...
+
+
+CancellableState = TypeVar("CancellableState", bound=_Cancellable)
+
+
+def _cancellable(step: Step[CancellableState]) -> Step[CancellableState]:
     """Another datacenter's Ctrl-C stops this one at its next step (or its next block);
     each step boundary is also the fault point ``publish.<step>.before``."""
 
-    def run(state: DatacenterRun, steps_run: Run) -> None:
+    def run(state: CancellableState, steps_run: Run) -> None:
         state.check_cancel()
         checkpoint(f"publish.{step.name}.before")
         step.run(state, steps_run)
@@ -90,7 +97,7 @@ def upload_to_library(options: PublishOptions, connection: Connection, ova: Chec
     from ovapipe.vsphere.library.publish import LibraryRun
 
     state = LibraryRun(options, connection, ova, progress, cancelled, marker)
-    run_steps(UPLOAD_STEPS, state, run=Run(log=log))
+    run_steps([_cancellable(step) for step in UPLOAD_STEPS], state, run=Run(log=log))
     return state.source()
 
 
