@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import resource
 import socket
 import sys
 import tempfile
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  library publish --library L x{n}: {library:>12} bytes sent = "
           f"{library / size:.2f}x the OVA, {library_s:.2f} s")
     print(f"  library / direct: {library / direct:.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak RSS of this process (both runs, in process): {peak:.0f} MiB")
     return 0
 
 
