@@ -56,11 +56,13 @@ def test_a_killed_upload_is_removed_by_the_next_run(two_dc: Any, efi_ova: Path,
                                                     tmp_path: Path) -> None:
     killed = publish_cli(two_dc, efi_ova, tmp_path, "publish.library.uploaded=kill")
     assert killed.returncode == -9
-    [left], _sessions = items_and_sessions(two_dc)
+    [left], [open_session] = items_and_sessions(two_dc)
     assert "ovapipe.state: in-progress" in left.description  # marked: the next run's to remove
     again = publish_cli(two_dc, efi_ova, tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"removed library item {left.name} ({left.id})" in again.stderr
-    [item], _sessions = items_and_sessions(two_dc)
+    assert f"and its update session(s) {open_session}" in again.stderr
+    [item], sessions = items_and_sessions(two_dc)
+    assert sessions == []
     assert item.id != left.id and "ovapipe.state" not in item.description
     assert again.stdout.count(f"from library item {item.id}") == len(DATACENTERS)

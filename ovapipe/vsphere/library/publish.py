@@ -150,6 +150,21 @@ def _cancel_session(state: LibraryRun, session_id: str, run: Run) -> None:
     run.say(f"cleanup: cancelled update session {session_id}")
 
 
+def _end_sessions_of(api: RestSession, item_id: str) -> list[str]:
+    """Cancel and delete the update sessions still open on a dead run's item (by its id)."""
+    ended = []
+    for session_id in content.list_update_sessions(api):
+        found = content.get_update_session(api, session_id)
+        if found is None or found.item_id != item_id or found.state != "ACTIVE":
+            continue
+        with contextlib.suppress(RestError):
+            content.end_update_session(api, session_id, "cancel")
+        with contextlib.suppress(RestError):
+            content.delete_update_session(api, session_id)
+        ended.append(session_id)
+    return ended
+
+
 def step_item(state: LibraryRun, run: Run) -> None:
     """Reuse the item holding this OVA, remove a dead run's half-made one, or say why not."""
     from ovapipe.vsphere.template import TemplateRecord
@@ -163,9 +178,11 @@ def step_item(state: LibraryRun, run: Run) -> None:
             if alive.alive and marker.id != state.marker.id:
                 raise CheckFailed(f"library item {item.name} in {library.name} is being "
                                   f"uploaded by {marker.describe()} ({alive.why}); try later")
+            ended = _end_sessions_of(api, item.id)
             content.delete_item(api, item.id)
             run.say(f"removed library item {item.name} ({item.id}) that "
-                    f"{marker.describe()} left half-made ({alive.why})")
+                    f"{marker.describe()} left half-made ({alive.why})"
+                    + (f", and its update session(s) {', '.join(ended)}" if ended else ""))
             continue
         record = TemplateRecord.parse(item.description)
         if record is None:
