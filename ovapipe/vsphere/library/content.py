@@ -63,15 +63,17 @@ def _text(value: Any) -> str:
 def _library(value: Any) -> Library:
     if not isinstance(value, dict):
         raise VSphereError("content library: the answer is not a library")
-    backings = value.get("storage_backings") or []
-    publish = value.get("publish_info") or {}
+    backings = value.get("storage_backings")
+    publish = value.get("publish_info")
+    if not isinstance(publish, dict):
+        publish = {}
     return Library(
         id=_text(value.get("id")), name=_text(value.get("name")), type=_text(value.get("type")),
-        datastore_ids=tuple(_text(b.get("datastore_id")) for b in backings
+        datastore_ids=tuple(_text(b.get("datastore_id")) for b in
+                            (backings if isinstance(backings, list) else [])
                             if isinstance(b, dict)),
-        published=bool(publish.get("published")) if isinstance(publish, dict) else False,
-        publish_url=(_text(publish.get("publish_url")) or None)
-        if isinstance(publish, dict) else None,
+        published=publish.get("published") is True,
+        publish_url=_text(publish.get("publish_url")) or None,
     )
 
 
@@ -84,7 +86,7 @@ def _item(value: Any) -> Item:
 
 
 def _ids(value: Any) -> list[str]:
-    return [v for v in value or [] if isinstance(v, str)]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 # ------------------------------------------------------------------------------ libraries
@@ -240,11 +242,21 @@ def deploy_item(api: RestSession, item_id: str, name: str, annotation: str,
     resource = value.get("resource_id")
     if value.get("succeeded") and isinstance(resource, dict) and resource.get("id"):
         return str(resource["id"])
-    errors = (value.get("error") or {}).get("errors") or []
-    messages = []
-    for error in errors:
-        inner = (error or {}).get("error") or {}
-        for message in inner.get("messages") or []:
-            messages.append(_text((message or {}).get("default_message")))
     raise VSphereError(f"deploying library item {item_id} as {name} failed: "
-                       + ("; ".join(m for m in messages if m) or "no reason given"))
+                       + ("; ".join(deploy_messages(value)) or "no reason given"))
+
+
+def deploy_messages(value: dict[str, Any]) -> list[str]:
+    """The messages of a failed deployment (``error.errors[].error.messages[]``)."""
+
+    def field(parent: Any, key: str) -> Any:
+        return parent.get(key) if isinstance(parent, dict) else None
+
+    errors = field(field(value, "error"), "errors")
+    messages = []
+    for error in errors if isinstance(errors, list) else []:
+        found = field(field(error, "error"), "messages")
+        for message in found if isinstance(found, list) else []:
+            if text := _text(field(message, "default_message")):
+                messages.append(text)
+    return messages
