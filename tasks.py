@@ -377,12 +377,14 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
         "installer_disk": "streamOptimized VMDK the installer writes as the first disk",
         "installer_seconds": "seconds the simulated install takes before power-off",
         "port": "port to listen on (default: a free one)",
+        "lease_timeout": "seconds an import/export lease lives without progress (default 300, "
+                         "as vCenter)",
     },
     iterable=["gpu"],
 )
 def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_default_gpu=False,
         installer_vm=None, installer_disk=None, installer_seconds="3", port="0",
-        datacenters="1", clusters="1", cluster_hosts="3", hosts="1"):
+        datacenters="1", clusters="1", cluster_hosts="3", hosts="1", lease_timeout="300"):
     """Run the local vSphere simulator until Ctrl-C; prints how to connect."""
     from ovapipe.simulator import SimulatorOptions, serve
 
@@ -397,6 +399,7 @@ def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_defaul
             clusters=int(number_flag("clusters", clusters)),
             cluster_hosts=int(number_flag("cluster-hosts", cluster_hosts)),
             hosts=int(number_flag("hosts", hosts)),
+            lease_timeout=number_flag("lease-timeout", lease_timeout, whole=False),
         )
         serve(options, announce=lambda text: print(text, flush=True))
 

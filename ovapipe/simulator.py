@@ -58,6 +58,7 @@ class SimulatorOptions:
     clusters: int = 1  # per datacenter
     cluster_hosts: int = 3  # per cluster
     hosts: int = 1  # standalone hosts per datacenter
+    lease_timeout: float = 300  # seconds a lease lives without HttpNfcLeaseProgress
 
     def problems(self) -> list[str]:
         """Every flag problem, found before anything is created (folders, processes).
@@ -87,6 +88,9 @@ class SimulatorOptions:
                 found.append(f"{flag} {value}: expected {least} to {MAX_INVENTORY_COUNT}")
         if self.clusters == 0 and self.hosts == 0:
             found.append("--clusters 0 --hosts 0: a datacenter needs at least one host")
+        if not 0.1 <= self.lease_timeout <= 86400:
+            found.append(f"--lease-timeout {self.lease_timeout:g}: expected 0.1 to 86400 "
+                         "seconds")
         if not 0 <= self.installer_seconds <= 86400:
             found.append(f"--installer-seconds {self.installer_seconds:g}: expected 0 to 86400")
         if self.installer_vm is not None and self.installer_disk is None:
@@ -125,6 +129,8 @@ class SimulatorOptions:
             args += ["--refuse-passthru", self.refuse_passthru]
         args += ["--datacenters", str(self.datacenters), "--clusters", str(self.clusters),
                  "--cluster-hosts", str(self.cluster_hosts), "--hosts", str(self.hosts)]
+        if self.lease_timeout != 300:
+            args += ["--lease-timeout", repr(float(self.lease_timeout))]
         args += ["--port", str(self.port)]
         return args
 

@@ -34,11 +34,14 @@ def build_with_fault(sim: Any, out: Path, name: str, fault: str
                           text=True, timeout=420)
 
 
-@pytest.mark.parametrize("fault", [
-    "build.preflight.before=term", "build.packer-build.before=int",
-    "build.export-disks.before=term", "build.assemble-OVA.before=int",
-    "build.write-output.before=kill",
-])
+# Every step boundary of build-ova (ovapipe/build.py STEPS, plus the recovery inside
+# preflight) with each way a process ends: a crash, Ctrl-C and a CI cancel.
+POINTS = ("recover", "preflight", "render-vars", "packer-build", "export-disks",
+          "assemble-OVA", "validate-ova", "write-output")
+
+
+@pytest.mark.parametrize("fault", [f"build.{point}.before={action}"
+                                   for point in POINTS for action in ("kill", "int", "term")])
 def test_a_build_stopped_at_a_step_leaves_nothing_and_the_rerun_succeeds(
         build_sim: Any, tmp_path: Path, fault: str) -> None:  # noqa: F811
     name = "ovapipe-faulted"

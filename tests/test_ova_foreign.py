@@ -1,5 +1,6 @@
-"""OVAs made elsewhere: ovftool/vCenter exports (OVF 1.0, default namespace, nvram, SHA1),
-OVF 2.0 descriptors, GNU/pax tar headers, './' member names, no manifest."""
+"""OVAs made elsewhere: ovftool/vCenter exports (OVF 1.0, default namespace, nvram, SHA1,
+SATA/NVMe/lsilogicsas controllers), OVF 2.0 descriptors, GNU/pax tar headers, './' member
+names, no manifest."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from ovafactory import DISK_NAME, Entry, make_ova, manifest_for, write_tar
+from ovafactory import DISK_NAME, Entry, export_ovf, make_ova, manifest_for, write_tar
 from ovapipe.validators.ova import validate_ova
 
 from ovapipe.ova import read_ova
@@ -244,3 +245,19 @@ def test_descriptor_round_trip_of_ovftool_text(efi_vmdk: Path) -> None:
     assert descriptor.networks == ["VM Network"]
     assert descriptor.nvram_file is not None and descriptor.nvram_file.href == "node-file1.nvram"
     assert not descriptor.has_boot_order_section
+
+
+@pytest.mark.parametrize("disk_parent,disk_unit", [
+    ("4", "0"),  # vCenter export: the boot disk on NVMe controller 0
+    ("3", "1"),  # ova-compose: the disk on the SATA controller, beside the CD-ROM
+    ("5", "0"),  # lsilogicsas
+])
+def test_sata_nvme_and_sas_controllers_are_valid(
+    tmp_path: Path, efi_vmdk: Path, disk_parent: str, disk_unit: str
+) -> None:
+    disk = efi_vmdk.read_bytes()
+    ovf = export_ovf(size=len(disk), disk_parent=disk_parent, disk_unit=disk_unit,
+                     second_disk=None)
+    report = validate_ova(make_ova(tmp_path / "controllers.ova", ovf, disk))
+    assert report.ok and report.findings == [], report.render()
+    assert (report.vmx, report.firmware) == ("vmx-17", "efi")

@@ -263,14 +263,17 @@ class Proxy:
 
     ``limit``: drop a connection once it has sent that many bytes (SOAP calls are small, so
     only a disk upload is cut, mid-disk). ``throttle``: seconds to sleep per 64 KiB sent.
+    ``rate``: bytes per second each connection may send (a disk upload takes at least its
+    size / rate; a SOAP call of a few KiB hardly waits).
     ``uploading`` is set once a connection has sent ``signal_after`` bytes.
     """
 
     def __init__(self, target_port: int, limit: int | None = None, throttle: float = 0.0,
-                 signal_after: int = 256 * 1024) -> None:
+                 signal_after: int = 256 * 1024, rate: float | None = None) -> None:
         self.target_port = target_port
         self.limit = limit
         self.throttle = throttle
+        self.rate = rate
         self.signal_after = signal_after
         self.uploading = threading.Event()
         self.cuts = 0
@@ -301,6 +304,8 @@ class Proxy:
                     break
                 if upstream and self.throttle:
                     time.sleep(self.throttle)
+                if upstream and self.rate:
+                    time.sleep(len(data) / self.rate)
                 sink.sendall(data)
         except OSError:
             pass
@@ -372,6 +377,58 @@ def test_ctrl_c_during_the_upload_leaves_nothing(
                                                               tty=False))
     assert inventory(simulator.connection) == before
     assert lease_spy.leases and lease_spy.urls
+    lease_spy.assert_all_gone()
+    assert not record_path(tmp_path, NAME, "DC0").exists()
+
+
+LEASE_TIMEOUT = 2.0  # seconds; the simulator's lease dies this long after the last progress
+
+
+def slow_proxy(simulator: Any, ova: Path) -> Proxy:
+    """A proxy through which the disk upload lasts at least 2.5 lease timeouts."""
+    from ovapipe.ova import read_ova
+
+    disk_bytes = sum(m.size for m in read_ova(ova).members if m.name.endswith(".vmdk"))
+    return Proxy(simulator.connection.port, rate=disk_bytes / (2.5 * LEASE_TIMEOUT))
+
+
+def test_an_upload_slower_than_the_lease_timeout_lives_on_its_keepalive(
+    make_simulator: Callable[..., Any], efi_ova: Path, tmp_path: Path
+) -> None:
+    """The lease would time out during this upload; ovapipe's HttpNfcLeaseProgress keeps it."""
+    simulator = make_simulator(lease_timeout=LEASE_TIMEOUT)
+    proxy = slow_proxy(simulator, efi_ova)
+    try:
+        [record] = run_publish(options(efi_ova, tmp_path),
+                               replace(simulator.connection, port=proxy.port))
+    finally:
+        proxy.close()
+    assert record["template"] == NAME and record["snapshot"] == "root"
+    log = simulator.log_text()
+    assert "timed out" not in log
+    assert log.count("soap HttpNfcLeaseProgress: ok") >= 3
+
+
+def test_a_lease_that_times_out_is_a_clear_error_and_leaves_nothing(
+    make_simulator: Callable[..., Any], efi_ova: Path, tmp_path: Path, lease_spy: LeaseSpy,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without keep-alive the same slow upload outlives its lease: vCenter cuts it off."""
+    simulator = make_simulator(lease_timeout=LEASE_TIMEOUT)
+    monkeypatch.setattr(lease_module.KeepAlive, "interval_for", staticmethod(lambda _s: 3600.0))
+    before = inventory(simulator.connection)
+    proxy = slow_proxy(simulator, efi_ova)
+    try:
+        with pytest.raises(StepFailed) as failure:
+            run_publish(options(efi_ova, tmp_path), replace(simulator.connection, port=proxy.port))
+    finally:
+        proxy.close()
+    message = str(failure.value)
+    assert failure.value.step == "import"
+    assert "aborted or timed out on the server side" in message
+    assert "The lease timed out: no progress was reported for 2s" in message
+    assert "Traceback" not in message
+    assert inventory(simulator.connection) == before
     lease_spy.assert_all_gone()
     assert not record_path(tmp_path, NAME, "DC0").exists()
 

@@ -160,9 +160,7 @@ def _find(service: Any, name: str) -> _Found | None:
     root = service.RetrieveContent().rootFolder
     for found in retrieve(service, vim.Folder, ["name", "parent", "customValue"], root):
         if found.name == name and found.get("parent") == root:
-            # The last value for the key: vCenter keeps one, Debian's simulator appends.
-            values = [v.value for v in found.get("customValue", []) if v.key == key]
-            raw = values[-1] if values else ""
+            raw = next((v.value for v in found.get("customValue", []) if v.key == key), "")
             return _Found(found.obj, Holder.parse(raw) if raw else None, raw)
     return None
 

@@ -41,6 +41,9 @@ func ovapipeNFCHandler(next http.Handler) http.Handler {
 		}
 		switch r.Method {
 		case http.MethodPut, http.MethodPost:
+			if expired := ovapipeLeaseExpired(r.URL.Path); expired != nil {
+				r.Body = io.NopCloser(&ovapipeLeaseReader{body: r.Body, expired: expired})
+			}
 			ovapipeReceive(w, r, file)
 		case http.MethodGet, http.MethodHead:
 			ovapipeSend(w, r, file)
@@ -104,8 +107,24 @@ func ovapipeLogSOAP(next http.Handler, w http.ResponseWriter, r *http.Request) {
 		ovapipeWriteFault(sw, fault)
 		return
 	}
+	if fault := ovapipeLeaseCall(method, body); fault != nil {
+		log.Printf("soap %s: refused: %s", method, fault.String)
+		ovapipeWriteFault(sw, fault)
+		return
+	}
+	if ovapipeServeFieldCall(sw, r, method, body) {
+		log.Printf("soap %s: answered by ovapipe (one value per key) in %s", method, time.Since(started).Round(time.Microsecond))
+		return
+	}
 	cloned := ovapipeCloneGuard(method, body)
-	next.ServeHTTP(sw, r)
+	if method == "ImportVApp" {
+		buffered := &ovapipeBufferedWriter{header: http.Header{}, status: http.StatusOK}
+		next.ServeHTTP(buffered, r)
+		ovapipeWatchNewLeases()
+		buffered.flushTo(sw)
+	} else {
+		next.ServeHTTP(sw, r)
+	}
 	cloned()
 	outcome := "ok"
 	if sw.status != http.StatusOK {
@@ -273,6 +292,7 @@ func (vm *VirtualMachine) ExportVm(ctx *Context, req *types.ExportVm) soap.HasFa
 		})
 	}
 	lease.Info.TotalDiskCapacityInKB = capacityKB
+	ovapipeWatchLease(lease)
 	body.Res = &types.ExportVmResponse{Returnval: ref}
 	return body
 }

@@ -65,7 +65,7 @@ func ovapipeControllerType(device types.BaseVirtualDevice) (resourceType int, su
 	case *types.VirtualIDEController:
 		return 5, "", true
 	case *types.VirtualAHCIController:
-		return 20, "vmware.sataController.ahci", true
+		return 20, "vmware.sata.ahci", true
 	case *types.VirtualNVMEController:
 		return 20, "vmware.nvme.controller", true
 	}

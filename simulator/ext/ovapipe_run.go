@@ -51,6 +51,9 @@ type OvapipeOptions struct {
 // OvapipeRun builds the inventory, serves it until SIGINT/SIGTERM and cleans up.
 func OvapipeRun(opts OvapipeOptions) error {
 	started := time.Now()
+	if err := ovapipeCheckLeaseTimeout(); err != nil {
+		return err
+	}
 	gpus, err := ovapipeGPUSpecs(opts.GPUs, !opts.NoDefaultGPU)
 	if err != nil {
 		return err
@@ -88,6 +91,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 		return err
 	}
 	ovapipeReplaceEnvironmentBrowsers()
+	ovapipeReplaceOvfManager()
 	if opts.InstallerVM != "" {
 		Map.AddHandler(newOvapipeInstaller(opts.InstallerVM, opts.InstallerDisk, opts.InstallerSeconds))
 	}
@@ -106,6 +110,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 	model.Service.RegisterEndpoints = true // vapi/simulator: the content library under /rest
 	model.Service.ServeMux.HandleFunc(ovapipeTypedPath, ovapipeServeTyped)
 	server := model.Service.NewServer()
+	ovapipeService = model.Service
 	// No server.Close() at exit: it waits for idle client connections; exiting closes them.
 	// Debian's /nfc/ handler discards uploads; no client has the address yet, so the
 	// handler can still be wrapped safely.
