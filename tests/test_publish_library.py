@@ -235,3 +235,27 @@ def test_replace_swaps_the_item_and_the_templates(three_dc: Any, efi_ova: Path, 
     assert {r.library_item_id for r in second} == {item.id}
     assert {r.ova_sha256 for r in second} != {r.ova_sha256 for r in first}
     assert sorted(templates(three_dc.connection)) == ["DC0", "DC1"]
+
+
+def test_a_vcenter_export_with_sata_and_nvme_publishes_through_the_library(
+        three_dc: Any, efi_vmdk: Path, tmp_path: Path) -> None:
+    """Done-when of issue 15, the library path: such an OVA becomes an item, and deploys as
+    verified templates with its SATA, NVMe and LSI Logic SAS controllers."""
+    from ovafactory import export_ovf, make_ova
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.inventory import retrieve
+
+    disk = efi_vmdk.read_bytes()
+    ova = make_ova(tmp_path / "export.ova", export_ovf(size=len(disk)), disk, algorithm="sha1")
+    records, _log = run(options(ova, tmp_path, datacenters=("DC1", "DC2"),
+                                name="nvme-sata-node"), three_dc.connection)
+    assert [(r.vmx, r.firmware, r.snapshot) for r in records] == [("vmx-17", "efi", "root")] * 2
+    with session(three_dc.connection) as si:
+        found = [v for v in retrieve(si, vim.VirtualMachine, ["name", "config.hardware.device"])
+                 if v.name == "nvme-sata-node"]
+    assert len(found) == 2
+    for vm in found:
+        kinds = {type(d) for d in vm.get("config.hardware.device")}
+        assert {vim.vm.device.VirtualAHCIController, vim.vm.device.VirtualNVMEController,
+                vim.vm.device.VirtualLsiLogicSASController} <= kinds

@@ -259,7 +259,9 @@ func ovapipeItemDir(item string) string {
 	return ""
 }
 
-// ovapipeItemDisks lists the item's disk files in the order of the descriptor's DiskSection.
+// ovapipeItemDisks lists, per disk Item in the order of the descriptor's hardware (the order
+// CreateImportSpec makes disk-N.vmdk in), the item's file that fills it ("" for a disk
+// without a file: it stays blank).
 func ovapipeItemDisks(dir string) ([]string, error) {
 	descriptors, _ := filepath.Glob(filepath.Join(dir, "*.ovf"))
 	if len(descriptors) != 1 {
@@ -278,20 +280,40 @@ func ovapipeItemDisks(dir string) ([]string, error) {
 	for _, file := range envelope.References {
 		hrefs[file.ID] = file.Href
 	}
-	var disks []string
+	disks := map[string]ovf.VirtualDiskDesc{}
+	var inSection []ovf.VirtualDiskDesc
 	if envelope.Disk != nil {
+		inSection = envelope.Disk.Disks
 		for _, disk := range envelope.Disk.Disks {
-			if disk.FileRef == nil {
-				continue
-			}
-			href := path.Base(hrefs[*disk.FileRef])
-			if href == "." || href == "/" || href == "" {
-				return nil, fmt.Errorf("disk %s has no file", disk.DiskID)
-			}
-			disks = append(disks, filepath.Join(dir, href))
+			disks[disk.DiskID] = disk
 		}
 	}
-	return disks, nil
+	var ordered []ovf.VirtualDiskDesc
+	if vs := envelope.VirtualSystem; vs != nil && len(vs.VirtualHardware) > 0 {
+		for _, item := range vs.VirtualHardware[0].Item {
+			if item.ResourceType == nil || *item.ResourceType != 17 || len(item.HostResource) == 0 {
+				continue
+			}
+			if disk, ok := disks[path.Base(item.HostResource[0])]; ok {
+				ordered = append(ordered, disk)
+			}
+		}
+	} else {
+		ordered = inSection
+	}
+	var files []string
+	for _, disk := range ordered {
+		if disk.FileRef == nil {
+			files = append(files, "")
+			continue
+		}
+		href := path.Base(hrefs[*disk.FileRef])
+		if href == "." || href == "/" || href == "" {
+			return nil, fmt.Errorf("disk %s names file %s, which References does not have", disk.DiskID, *disk.FileRef)
+		}
+		files = append(files, filepath.Join(dir, href))
+	}
+	return files, nil
 }
 
 func ovapipeDeploy(next http.Handler, w http.ResponseWriter, r *http.Request) {
@@ -358,14 +380,23 @@ func ovapipeFillDeployed(vm *VirtualMachine, item, annotation string) error {
 		targets = vm.ovapipeDisks()
 	})
 	if len(targets) != len(sources) {
-		return fmt.Errorf("the VM has %d disks, the item %d", len(targets), len(sources))
+		return fmt.Errorf("the VM has %d disks, the item's descriptor %d", len(targets), len(sources))
 	}
 	buf := make([]byte, ovapipeCopyBuffer)
 	for i, source := range sources {
-		if err := ovapipeCopyFile(source, targets[i].file, buf); err != nil {
+		target := targets[i].file
+		for _, disk := range targets { // CreateImportSpec names the Nth disk Item disk-N.vmdk
+			if strings.HasSuffix(disk.file, fmt.Sprintf("/disk-%d.vmdk", i)) {
+				target = disk.file
+			}
+		}
+		if source == "" {
+			continue // a disk without a file: blank, as created
+		}
+		if err := ovapipeCopyFile(source, target, buf); err != nil {
 			return err
 		}
-		log.Printf("deploy of library item %s: %s -> %s", item, filepath.Base(source), targets[i].file)
+		log.Printf("deploy of library item %s: %s -> %s", item, filepath.Base(source), target)
 	}
 	return nil
 }
