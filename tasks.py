@@ -217,17 +217,26 @@ def sign_ova(c: Context, path, certificate=None, key_file=None, key_env=None, al
                              "(default: invoke.yaml ovapipe.signing.require)",
         "trust": "PEM file of the CA or pinned signer certificate(s) "
                  "(default: invoke.yaml ovapipe.signing.trust)",
+        "library": "upload the OVA once into this content library (created if missing) and "
+                   "deploy its item into every datacenter (default from invoke.yaml "
+                   "ovapipe.library)",
+        "library_datastore": "datastore of the library when publish creates it (default: "
+                             "--datastore, in the first datacenter)",
+        "publish": "with --library: make the library published and print its subscription "
+                   "URL for other vCenters",
     },
     iterable=["datacenter"],
 )
 def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, datastore=None,
             folder=None, network=None, name=None, replace=False, no_snapshot=False,
-            insecure=False, json=False, require_signature=False, trust=None):
+            insecure=False, json=False, require_signature=False, trust=None, library=None,
+            library_datastore=None, publish=False):
     """Upload an OVA as a vmx-17/EFI VM template in one or more datacenters."""
     import json as json_module
     from pathlib import Path
 
     from ovapipe.config import connection_from_env, signing_settings, site_defaults
+    from ovapipe.errors import ConfigError
     from ovapipe.names import template_name
     from ovapipe.vsphere.publish import PublishOptions
     from ovapipe.vsphere.publish import publish as publish_ova
@@ -249,15 +258,22 @@ def publish(c: Context, ova, datacenter=None, cluster=None, resource_pool=None, 
             pipeline_id=site.pipeline_id,
             require_signature=require_signature or signing.require,
             trust=Path(trust) if trust else signing.trust,
+            library=library or site.library,
+            library_datastore=library_datastore or site.library_datastore,
+            library_publish=publish,
         )
+        if publish and options.library is None:
+            raise ConfigError("--publish needs --library NAME (it publishes that library)")
         records = publish_ova(options, connection_from_env(insecure=insecure))
     if json:
         print(json_module.dumps([r.as_dict() for r in records], indent=2))
     else:
         for record in records:
+            source = (f" from library item {record.library_item_id}"
+                      if record.library_item_id else "")
             print(f"{record.datacenter}: {record.inventory_path} ({record.vmx}, "
                   f"{record.firmware}, snapshot {record.snapshot or 'none'}) "
-                  f"sha256 {record.ova_sha256}")
+                  f"sha256 {record.ova_sha256}{source}")
 
 
 @task(
@@ -448,7 +464,7 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
             network=network or site.network, folder=folder or site.folder,
             concurrency=site.publish_concurrency,
             pipeline_id=site.pipeline_id, signer=signer, require_signature=signing.require,
-            trust=signing.trust, iso=iso_settings(settings),
+            trust=signing.trust, iso=iso_settings(settings), library=site.library,
         ), env)
         print(result.summary())
         folder = result.folder or report_dir
@@ -463,7 +479,13 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
         "vc_version": "vCenter version to report (default 7.0.3)",
         "esx_version": "ESXi version of every host (default 7.0.3)",
         "gpu": "HOST_GLOB=VENDOR:DEVICE passthrough device (hex, repeatable)",
-        "no_default_gpu": "do not add the default Tesla T4 to cluster DC0_C0's hosts",
+        "no_default_gpu": "do not add the default Tesla T4 to the hosts of each datacenter's "
+                          "first cluster (DC0_C0, DC1_C0, ...)",
+        "datacenters": "datacenters DC0..DCn-1, each with its clusters, hosts, LocalDS_0 and "
+                       "VM Network (default 1, at most 16)",
+        "clusters": "clusters per datacenter (default 1)",
+        "cluster_hosts": "hosts per cluster (default 3)",
+        "hosts": "standalone hosts per datacenter (default 1)",
         "installer_vm": "VM name glob whose power-on runs the simulated installer",
         "installer_disk": "streamOptimized VMDK the installer writes as the first disk",
         "installer_seconds": "seconds the simulated install takes before power-off",
@@ -475,7 +497,7 @@ def nightly(c: Context, profile=None, datacenter=None, keep="3", report="output/
 )
 def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_default_gpu=False,
         installer_vm=None, installer_disk=None, installer_seconds="3", port="0",
-        lease_timeout="300"):
+        datacenters="1", clusters="1", cluster_hosts="3", hosts="1", lease_timeout="300"):
     """Run the local vSphere simulator until Ctrl-C; prints how to connect."""
     from ovapipe.simulator import SimulatorOptions, serve
 
@@ -486,6 +508,10 @@ def sim(c: Context, vc_version="7.0.3", esx_version="7.0.3", gpu=None, no_defaul
             installer_disk=installer_disk,
             installer_seconds=number_flag("installer-seconds", installer_seconds, whole=False),
             port=int(number_flag("port", port)),
+            datacenters=int(number_flag("datacenters", datacenters)),
+            clusters=int(number_flag("clusters", clusters)),
+            cluster_hosts=int(number_flag("cluster-hosts", cluster_hosts)),
+            hosts=int(number_flag("hosts", hosts)),
             lease_timeout=number_flag("lease-timeout", lease_timeout, whole=False),
         )
         serve(options, announce=lambda text: print(text, flush=True))

@@ -156,6 +156,8 @@ class SiteDefaults:
     output: Path
     publish_concurrency: int
     pipeline_id: str | None = None  # retention deletes only templates carrying it
+    library: str | None = None  # publish through this content library (upload once)
+    library_datastore: str | None = None  # the library's datastore when it is created
 
 
 def site_defaults(settings: Mapping[str, Any], env: Mapping[str, str] | None = None
@@ -178,6 +180,8 @@ def site_defaults(settings: Mapping[str, Any], env: Mapping[str, str] | None = N
         output=Path(settings.get("output") or "output"),
         publish_concurrency=concurrency,
         pipeline_id=str(settings.get("pipeline_id") or "") or None,
+        library=str(settings.get("library") or "") or None,
+        library_datastore=str(settings.get("library_datastore") or "") or None,
     )
 
 

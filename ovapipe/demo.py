@@ -1,5 +1,8 @@
 """The demo: the nightly job end to end against the embedded simulator.
 
+Two datacenters, published through a content library: the OVA is uploaded once into the
+library's item and each datacenter deploys it (docs/library.md).
+
 The simulator's installer stands in for the Ubuntu installer (no ISO can be downloaded here):
 when Packer powers the build VM on, it writes the EFI test disk as the VM's first disk and
 powers it off, as the unattended install would.
@@ -26,10 +29,12 @@ if TYPE_CHECKING:
     from ovapipe.ova.signing import Signer
 
 PROFILE: Final = "ubuntu-2004-efi"
-DATACENTER: Final = "DC0"
+DATACENTERS: Final = ("DC0", "DC1")
+LIBRARY: Final = "ovapipe-demo"
+PIPELINE_ID: Final = "ovapipe-demo"  # retention deletes only what carries it
 PLACEMENT: Final = {
-    config.ENV_DATACENTER: DATACENTER,
-    config.ENV_CLUSTER: "DC0_C0",
+    config.ENV_DATACENTER: DATACENTERS[0],
+    config.ENV_CLUSTER: "*_C0",  # each datacenter's first cluster: DC0_C0, DC1_C0
     config.ENV_DATASTORE: "LocalDS_0",
     config.ENV_NETWORK: "VM Network",
 }
@@ -94,7 +99,7 @@ def run_demo(out: Path = OUTPUT_DIR / "demo", log: TextIO | None = None) -> Nigh
     log = log or sys.stdout
     started = time.monotonic()
     options = SimulatorOptions(installer_vm=f"{PROFILE}-*", installer_disk=demo_disk(),
-                               installer_seconds=2)
+                               installer_seconds=2, datacenters=len(DATACENTERS))
     pinned = out / "demo-signer.pem"
     signer = throwaway_signer(pinned)
     log.write(f"signing: throwaway key, certificate {pinned} ({signer.subject})\n")
@@ -105,7 +110,8 @@ def run_demo(out: Path = OUTPUT_DIR / "demo", log: TextIO | None = None) -> Nigh
                  if not k.startswith(("VSPHERE_", "PKR_VAR_"))}
         env = {**clean, **sim.env, **PLACEMENT}
         request = NightlyRequest(
-            profiles=(PROFILE,), datacenters=(DATACENTER,), keep=1,
+            profiles=(PROFILE,), datacenters=DATACENTERS, keep=1, library=LIBRARY,
+            pipeline_id=PIPELINE_ID,
             report_dir=out / "report", output_dir=out,
             var_files=(str(VARS_DIR / "site" / "simulator.json"),),
             cluster=PLACEMENT[config.ENV_CLUSTER], datastore=PLACEMENT[config.ENV_DATASTORE],

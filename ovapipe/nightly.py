@@ -58,6 +58,7 @@ class NightlyRequest:
     require_signature: bool = False  # invoke.yaml ovapipe.signing.require
     trust: Path | None = None  # invoke.yaml ovapipe.signing.trust
     iso: IsoSettings = field(default_factory=lambda: IsoSettings())  # invoke.yaml ovapipe.iso
+    library: str | None = None  # invoke.yaml ovapipe.library: publish through this library
 
 
 def git_commit() -> str:
@@ -362,13 +363,15 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
             datastore=request.datastore, network=request.network, folder=request.folder,
             name=job.image, concurrency=request.concurrency, output_dir=request.output_dir,
             pipeline_id=request.pipeline_id, require_signature=request.require_signature,
-            trust=request.trust,
+            trust=request.trust, library=request.library,
             # <profile>-<build id>: sorts by time within a profile, as earlier releases' did.
             facts={NIGHTLY_PROFILE_FACT: job.name,
                    NIGHTLY_BUILD_FACT: f"{job.name}-{job.build_id}"},
         )
         (record,) = publish(options, connection, log=log)
-        return {"template": record.inventory_path, "moref": record.moref,
+        library = ({"library_item": f"{request.library}/{record.library_item_id}"}
+                   if record.library_item_id else {})
+        return {"template": record.inventory_path, "moref": record.moref, **library,
                 **{k: str(getattr(record, k) or "none") for k in ("vmx", "firmware", "snapshot")}}
 
     def do_validate_template() -> dict[str, str]:
@@ -420,7 +423,16 @@ def _run_datacenter(request: NightlyRequest, job: _Profile, datacenter: str,
         with session(connection) as service:
             result = apply_retention(service, datacenter, job.name, request.keep, {job.image},
                                      request.pipeline_id, request.output_dir)
-        return {"_message": result.message()}
+        message = result.message()
+        if request.library is not None and datacenter == request.datacenters[0]:
+            from ovapipe.retention import apply_library_retention
+            from ovapipe.vsphere.library.rest import rest_session
+
+            with rest_session(connection) as api:
+                items = apply_library_retention(api, request.library, job.name, request.keep,
+                                                {job.image}, request.pipeline_id)
+            message += f"; library {request.library}: {items.message()}"
+        return {"_message": message}
 
     for stage, action in (("publish", do_publish), ("validate-template", do_validate_template),
                           ("gpus", do_gpus), ("cluster-template", do_cluster_template)):

@@ -200,3 +200,61 @@ def prune_output(output_dir: Path, keep: int, just_published: set[str],
                 shutil.rmtree(entry)
                 pruned.append(entry.name)
     return sorted(pruned)
+
+
+LIBRARY_PLACE: Final = "library"  # the NightlyTemplate.datacenter of a library item
+
+
+def nightly_items(api: Any, library_id: str, pipeline_id: str) -> Iterator[NightlyTemplate]:
+    """Complete items of the library that this site's nightly job made (``obj``: the id).
+
+    An OVF item has no dependents: a VM deployed from it is a full copy, and the templates
+    deployed from it are kept or deleted by template retention on their own."""
+    from ovapipe.vsphere.library import content
+    from ovapipe.vsphere.ownership import RunMarker
+    from ovapipe.vsphere.template import TemplateRecord
+
+    for item in content.list_items(api, library_id):
+        record = TemplateRecord.parse(item.description)
+        if record is None or RunMarker.parse(item.description) is not None:
+            continue  # not ovapipe's, or an upload in progress (publish's recovery owns it)
+        if record.facts.get(PIPELINE_FACT) != pipeline_id:
+            continue
+        profile = record.facts.get(NIGHTLY_PROFILE_FACT)
+        build_id = record.facts.get(NIGHTLY_BUILD_FACT)
+        if profile and build_id:
+            yield NightlyTemplate(item.name, LIBRARY_PLACE, profile, build_id, item.id)
+
+
+def apply_library_retention(api: Any, library: str, profile: str, keep: int,
+                            just_published: set[str],
+                            pipeline_id: str | None) -> RetentionResult:
+    """The library's items as templates are kept: this site's, this profile's, newest ``keep``;
+    each deleted by its id after re-reading that it still carries this site's record."""
+    from ovapipe.vsphere.library import content
+
+    result = RetentionResult()
+    if not pipeline_id:
+        result.kept.append("library retention is off: set ovapipe.pipeline_id in invoke.yaml")
+        return result
+    found = content.find_libraries(api, library)
+    if len(found) != 1:
+        result.kept.append(f"content library {library}: {len(found)} libraries of that name, "
+                           "nothing deleted")
+        return result
+    mine = [t for t in nightly_items(api, found[0].id, pipeline_id) if t.profile == profile]
+    if not any(t.name in just_published for t in mine):
+        result.kept.append(f"the item just published ({', '.join(sorted(just_published))}) "
+                           f"is not in {library}: nothing deleted")
+        return result
+    plan = plan_retention(mine, keep, just_published)
+    for item in plan.future:
+        result.kept.append(f"kept library item {item.name}: its build stamp is in the future or "
+                           "unreadable (clock skew?), ignored for the ordering")
+    for item in plan.doomed:
+        again = [t for t in nightly_items(api, found[0].id, pipeline_id) if t.obj == item.obj]
+        if not again:
+            continue  # changed since it was read: not ours to delete any more
+        content.delete_item(api, item.obj)
+        result.deleted.append(f"{library}/{item.name}")
+    return result

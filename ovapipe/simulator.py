@@ -37,6 +37,7 @@ SIM_CACHE: Final = CACHE_DIR / "sim"
 BINARY_NAME: Final = "ovapipe-vcsim"
 START_TIMEOUT: Final = 30.0
 TYPED_PATH: Final = "/ovapipe/typed"
+MAX_INVENTORY_COUNT: Final = 16  # the simulator's bound on each inventory count
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class SimulatorOptions:
     port: int = 0
     strict_vmx: bool = False  # refuse CreateVM_Task/ImportVApp of a vmx the hosts cannot run
     refuse_passthru: str | None = None  # host name glob whose UpdatePassthruConfig fails
+    datacenters: int = 1  # DC0..DCn-1, each with its own clusters, hosts, datastore, network
+    clusters: int = 1  # per datacenter
+    cluster_hosts: int = 3  # per cluster
+    hosts: int = 1  # standalone hosts per datacenter
     lease_timeout: float = 300  # seconds a lease lives without HttpNfcLeaseProgress
 
     def problems(self) -> list[str]:
@@ -75,6 +80,14 @@ class SimulatorOptions:
                          f"{self.esx_version}: vCenter cannot manage newer hosts")
         if not 0 <= self.port <= 65535:
             found.append(f"--port {self.port}: expected 0 (a free port) to 65535")
+        for flag, value, least in (("--datacenters", self.datacenters, 1),
+                                   ("--clusters", self.clusters, 0),
+                                   ("--cluster-hosts", self.cluster_hosts, 1),
+                                   ("--hosts", self.hosts, 0)):
+            if not least <= value <= MAX_INVENTORY_COUNT:
+                found.append(f"{flag} {value}: expected {least} to {MAX_INVENTORY_COUNT}")
+        if self.clusters == 0 and self.hosts == 0:
+            found.append("--clusters 0 --hosts 0: a datacenter needs at least one host")
         if not 0.1 <= self.lease_timeout <= 86400:
             found.append(f"--lease-timeout {self.lease_timeout:g}: expected 0.1 to 86400 "
                          "seconds")
@@ -114,6 +127,8 @@ class SimulatorOptions:
             args.append("--strict-vmx")
         if self.refuse_passthru is not None:
             args += ["--refuse-passthru", self.refuse_passthru]
+        args += ["--datacenters", str(self.datacenters), "--clusters", str(self.clusters),
+                 "--cluster-hosts", str(self.cluster_hosts), "--hosts", str(self.hosts)]
         if self.lease_timeout != 300:
             args += ["--lease-timeout", repr(float(self.lease_timeout))]
         args += ["--port", str(self.port)]

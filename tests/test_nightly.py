@@ -255,3 +255,43 @@ def test_signed_nightly_gates_on_its_pinned_signer(sim: Any, tmp_path: Path) -> 
     assert not refused.ok
     failed = next(s for s in refused.stages if s.status == "failed")
     assert failed.stage == "validate-ova" and "signature.untrusted" in failed.message
+def test_two_nightly_runs_through_a_library_keep_one_item_and_one_template_per_datacenter(
+    make_simulator: Callable[..., Any], efi_vmdk: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from ovapipe.vsphere.library import content
+    from ovapipe.vsphere.library.rest import rest_session
+
+    sim = make_simulator(installer_vm=f"{PROFILE}-*", installer_disk=efi_vmdk,
+                         installer_seconds=2, datacenters=2)
+    env = {**env_for(sim), config.ENV_CLUSTER: "*_C0"}
+    runs = []
+    for folder in ("one", "two"):
+        nightly = replace(request(tmp_path / folder), datacenters=("DC0", "DC1"),
+                          cluster="*_C0", library="L")
+        report = run_nightly(nightly, env, log=io.StringIO())
+        assert report.ok, report.summary()
+        runs.append(report)
+    published = [s for s in runs[1].stages if s.stage == "publish"]
+    assert len(published) == 2
+    [item_ref] = {s.artifacts["library_item"] for s in published}
+    with rest_session(sim.connection) as api:
+        [library] = content.find_libraries(api, "L")
+        [item] = content.list_items(api, library.id)
+    assert item_ref == f"L/{item.id}"
+    retention = next(s for s in runs[1].stages if s.stage == "retention")
+    assert "library L: deleted L/" in retention.message
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.connect import session
+    from ovapipe.vsphere.inventory import retrieve
+    from ovapipe.vsphere.template import inventory_path
+
+    with session(sim.connection) as service:
+        left = sorted(inventory_path(service, vm.obj) for vm in retrieve(
+            service, vim.VirtualMachine, ["name", "config.template", "config.annotation"])
+            if vm.get("config.template")
+            and f"ovapipe.{NIGHTLY_BUILD_FACT}:" in (vm.get("config.annotation") or ""))
+    name = nightly_templates(sim)[0]
+    assert left == [f"/DC0/vm/{name}", f"/DC1/vm/{name}"]  # the second run's, in each

@@ -38,7 +38,8 @@ pytestmark = [pytest.mark.simulator, pytest.mark.slow]
 NAME = "ubuntu-2004-efi-test"
 # The handoff record (output/NAME/publish-DC.json) that cluster-template and nightly read.
 RECORD_KEYS = ("datacenter", "template", "inventory_path", "moref", "instance_uuid",
-               "vmx", "firmware", "secure_boot", "snapshot", "ova_sha256", "provenance")
+               "vmx", "firmware", "secure_boot", "snapshot", "ova_sha256", "provenance",
+               "library_id", "library_item_id")
 UNSIGNED = {"signer": None, "signer_fingerprint": None, "signer_trusted": None, "sbom": None,
             "sbom_sha256": None}
 
@@ -153,7 +154,8 @@ def test_publish_gives_a_vmx17_efi_template_with_snapshot_and_sha256(
         "datacenter": "DC0", "template": NAME, "inventory_path": f"/DC0/vm/{NAME}",
         "moref": template["moref"], "instance_uuid": template["config.instanceUuid"],
         "vmx": "vmx-17", "firmware": "efi", "secure_boot": False, "snapshot": "root",
-        "ova_sha256": sha256_of(efi_ova), "provenance": UNSIGNED,
+        "ova_sha256": sha256_of(efi_ova), "provenance": UNSIGNED, "library_id": None,
+        "library_item_id": None,
     }
     assert json.loads(record_path(tmp_path, NAME, "DC0").read_text()) == record
     lease_spy.assert_all_gone()

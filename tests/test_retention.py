@@ -189,3 +189,43 @@ def test_the_site_pipeline_id_comes_from_invoke_yaml() -> None:
     assert site_defaults({"pipeline_id": "gpu-site-1"}, {}).pipeline_id == "gpu-site-1"
     assert site_defaults({}, {}).pipeline_id is None
     assert replace(site_defaults({}, {}), pipeline_id="x").pipeline_id == "x"
+
+
+@pytest.mark.simulator
+@pytest.mark.slow
+def test_library_retention_deletes_only_its_own_old_items(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    """Items of this site and profile beyond keep go; another site's, a foreign item and
+    one being uploaded stay."""
+    from ovapipe.progress import Progress
+    from ovapipe.retention import apply_library_retention
+    from ovapipe.vsphere.library import content
+    from ovapipe.vsphere.library.rest import rest_session
+    from ovapipe.vsphere.ownership import new_marker, with_marker
+    from ovapipe.vsphere.publish import PublishOptions, publish
+
+    def via_library(name: str, pipeline: str) -> None:
+        opts = PublishOptions(ova=efi_ova, datacenters=("DC0",), cluster="DC0_C0",
+                              datastore="LocalDS_0", network="VM Network",
+                              output_dir=tmp_path, name=name, pipeline_id=pipeline,
+                              library="L", snapshot=False,
+                              facts={"nightly.profile": PROFILE, "nightly.build_id": name})
+        publish(opts, simulator.connection, log=io.StringIO(),
+                progress=lambda label, total: Progress(label, total, io.StringIO(), tty=False))
+
+    stamp = lambda day: f"{PROFILE}-202611{day:02d}-010000-abc1234"  # noqa: E731
+    for day in (20, 21):
+        via_library(stamp(day), "site-a")
+    via_library(stamp(22), "team-b")
+    via_library(stamp(28), "site-a")
+    with rest_session(simulator.connection) as api:
+        [library] = content.find_libraries(api, "L")
+        content.create_item(api, library.id, "someone-elses", "not ovapipe's")
+        busy = with_marker(f"ovapipe.pipeline_id: site-a\novapipe.ova_sha256: {'0' * 64}\n",
+                           new_marker(stamp(19)))
+        content.create_item(api, library.id, stamp(19), busy)
+        result = apply_library_retention(api, "L", PROFILE, 1, {stamp(28)}, "site-a")
+        left = sorted(item.name for item in content.list_items(api, library.id))
+    assert sorted(result.deleted) == [f"L/{stamp(20)}", f"L/{stamp(21)}"], result.message()
+    assert left == sorted([stamp(19), stamp(22), stamp(28), "someone-elses"])

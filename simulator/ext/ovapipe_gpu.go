@@ -12,17 +12,18 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// ovapipeDefaultGPU: one NVIDIA Tesla T4 on every host of cluster DC0_C0.
+// ovapipeDefaultGPU: one NVIDIA Tesla T4 on every host of each datacenter's first cluster
+// (DC0_C0, DC1_C0, ...).
 const (
-	ovapipeDefaultGPUCluster = "DC0_C0"
-	ovapipeDefaultGPUVendor  = 0x10de
-	ovapipeDefaultGPUDevice  = 0x1eb8
-	ovapipePciIDs            = "/usr/share/misc/pci.ids"
-	ovapipeClass3DController = 0x0302
+	ovapipeDefaultGPUClusterSuffix = "_C0"
+	ovapipeDefaultGPUVendor        = 0x10de
+	ovapipeDefaultGPUDevice        = 0x1eb8
+	ovapipePciIDs                  = "/usr/share/misc/pci.ids"
+	ovapipeClass3DController       = 0x0302
 )
 
 type ovapipeGPUSpec struct {
-	hostGlob string // empty: the hosts of ovapipeDefaultGPUCluster
+	hostGlob string // empty: the hosts of every datacenter's first cluster
 	vendor   uint16
 	device   uint16
 	state    ovapipePassthruState
@@ -156,7 +157,7 @@ func ovapipeAddGPUs(specs []ovapipeGPUSpec) error {
 		matched := 0
 		for _, h := range hosts {
 			if spec.hostGlob == "" {
-				if ovapipeClusterOf(h) != ovapipeDefaultGPUCluster {
+				if !strings.HasSuffix(ovapipeClusterOf(h), ovapipeDefaultGPUClusterSuffix) {
 					continue
 				}
 			} else if ok, _ := filepath.Match(spec.hostGlob, h.Name); !ok {

@@ -42,6 +42,10 @@ type OvapipeOptions struct {
 	Password         string
 	StrictVMX        bool
 	RefusePassthru   string
+	Datacenters      int
+	Clusters         int // per datacenter
+	ClusterHosts     int // per cluster
+	Hosts            int // standalone, per datacenter
 }
 
 // OvapipeRun builds the inventory, serves it until SIGINT/SIGTERM and cleans up.
@@ -74,6 +78,10 @@ func OvapipeRun(opts OvapipeOptions) error {
 
 	ovapipeStrictVMX = opts.StrictVMX
 	model := VPX()
+	model.Datacenter = opts.Datacenters
+	model.Cluster = opts.Clusters
+	model.ClusterHost = opts.ClusterHosts
+	model.Host = opts.Hosts
 	if err := model.Create(); err != nil {
 		return fmt.Errorf("creating the inventory: %s", err)
 	}
@@ -93,18 +101,20 @@ func OvapipeRun(opts OvapipeOptions) error {
 		return err
 	}
 	model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	ovapipeLogin = url.UserPassword(opts.Username, opts.Password)
 	model.Service.Listen = &url.URL{
 		Host: net.JoinHostPort("127.0.0.1", fmt.Sprint(opts.Port)),
-		User: url.UserPassword(opts.Username, opts.Password),
+		User: ovapipeLogin,
 	}
 	model.Service.ServeMux = http.NewServeMux()
+	model.Service.RegisterEndpoints = true // vapi/simulator: the content library under /rest
 	model.Service.ServeMux.HandleFunc(ovapipeTypedPath, ovapipeServeTyped)
 	server := model.Service.NewServer()
 	ovapipeService = model.Service
 	// No server.Close() at exit: it waits for idle client connections; exiting closes them.
 	// Debian's /nfc/ handler discards uploads; no client has the address yet, so the
 	// handler can still be wrapped safely.
-	server.Config.Handler = ovapipeGuardHandler(ovapipeNFCHandler(server.Config.Handler))
+	server.Config.Handler = ovapipeGuardHandler(ovapipeLibraryHandler(ovapipeNFCHandler(server.Config.Handler)))
 
 	info := map[string]interface{}{
 		"VSPHERE_SERVER":         server.URL.Host,
@@ -115,6 +125,7 @@ func OvapipeRun(opts OvapipeOptions) error {
 		"pid":                    os.Getpid(),
 		"vc_version":             opts.VCVersion,
 		"esx_version":            opts.ESXVersion,
+		"datacenters":            opts.Datacenters,
 		"startup_seconds":        time.Since(started).Seconds(),
 	}
 	for _, key := range []string{"VSPHERE_SERVER", "VSPHERE_USERNAME", "VSPHERE_PASSWORD", "VSPHERE_TLS_THUMBPRINT"} {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 import threading
-from typing import TextIO
+from typing import Protocol, TextIO, TypeVar
 
 from ovapipe.config import Connection
 from ovapipe.errors import ConfigError, Interrupted, OvapipeError
@@ -13,22 +13,29 @@ from ovapipe.faults import checkpoint
 from ovapipe.names import template_name
 from ovapipe.progress import Progress
 from ovapipe.steps import Run, Step, run_steps, sigterm_as_interrupt
-from ovapipe.vsphere.ownership import new_marker
-from ovapipe.vsphere.publish.ova import ProgressFactory, check_ova
-from ovapipe.vsphere.publish.records import PublishOptions, PublishRecord
+from ovapipe.vsphere.ownership import RunMarker, new_marker
+from ovapipe.vsphere.publish.ova import CheckedOva, ProgressFactory, check_ova
+from ovapipe.vsphere.publish.records import LibrarySource, PublishOptions, PublishRecord
 from ovapipe.vsphere.publish.state import DatacenterRun
-from ovapipe.vsphere.publish.steps import STEPS
+from ovapipe.vsphere.publish.steps import LIBRARY_STEPS, STEPS
 
 
 def default_progress(log: TextIO) -> ProgressFactory:
     return lambda label, total: Progress(label, total, log)
 
 
-def _cancellable(step: Step[DatacenterRun]) -> Step[DatacenterRun]:
+class _Cancellable(Protocol):
+    def check_cancel(self) -> None: ...
+
+
+CancellableState = TypeVar("CancellableState", bound=_Cancellable)
+
+
+def _cancellable(step: Step[CancellableState]) -> Step[CancellableState]:
     """Another datacenter's Ctrl-C stops this one at its next step (or its next block);
     each step boundary is also the fault point ``publish.<step>.before``."""
 
-    def run(state: DatacenterRun, steps_run: Run) -> None:
+    def run(state: CancellableState, steps_run: Run) -> None:
         state.check_cancel()
         checkpoint(f"publish.{step.name}.before")
         step.run(state, steps_run)
@@ -37,7 +44,8 @@ def _cancellable(step: Step[DatacenterRun]) -> Step[DatacenterRun]:
 
 
 def publish_datacenter(state: DatacenterRun, log: TextIO) -> PublishRecord:
-    run_steps([_cancellable(step) for step in STEPS], state, run=Run(log=log))
+    steps = LIBRARY_STEPS if state.source is not None else STEPS
+    run_steps([_cancellable(step) for step in steps], state, run=Run(log=log))
     checkpoint("publish.done")
     assert state.record is not None
     return state.record
@@ -72,9 +80,26 @@ def publish(
     states = [DatacenterRun(dc, options, connection, ova, progress, cancelled, marker)
               for dc in options.datacenters]
     with sigterm_as_interrupt():  # until the last line: SIGTERM never reads as success
+        if options.library is not None:
+            source = upload_to_library(options, connection, ova, progress, cancelled, marker,
+                                       log)
+            for state in states:
+                state.source = source
         if len(states) == 1:
             return [publish_datacenter(states[0], log)]
         return _publish_concurrently(states, options.concurrency, cancelled, log)
+
+
+def upload_to_library(options: PublishOptions, connection: Connection, ova: CheckedOva,
+                      progress: ProgressFactory, cancelled: threading.Event,
+                      marker: RunMarker, log: TextIO) -> LibrarySource:
+    """--library: the OVA into the library's item, once, before any datacenter deploys it."""
+    from ovapipe.vsphere.library.publish import LIBRARY_STEPS as UPLOAD_STEPS
+    from ovapipe.vsphere.library.publish import LibraryRun
+
+    state = LibraryRun(options, connection, ova, progress, cancelled, marker)
+    run_steps([_cancellable(step) for step in UPLOAD_STEPS], state, run=Run(log=log))
+    return state.source()
 
 
 def _publish_concurrently(states: list[DatacenterRun], bound: int,

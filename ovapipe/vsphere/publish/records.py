@@ -36,6 +36,10 @@ class PublishOptions:
     # invoke.yaml ovapipe.signing.require / trust: only OVAs a trusted signer signed.
     require_signature: bool = False
     trust: Path | None = None
+    # --library NAME: upload once into this content library, deploy its item everywhere.
+    library: str | None = None
+    library_datastore: str | None = None  # default: --datastore in the first datacenter
+    library_publish: bool = False  # make the library published (subscription URL printed)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,17 @@ class OvaProvenance:
     signer_trusted: bool | None = None  # None: checked without a trust anchor
     sbom: str | None = None  # the SBOM member's name
     sbom_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class LibrarySource:
+    """--library: the content library item every datacenter deploys."""
+
+    library_id: str
+    library_name: str
+    item_id: str
+    item_name: str
+    publish_url: str | None
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,8 @@ class PublishRecord:
     snapshot: str | None
     ova_sha256: str | None
     provenance: OvaProvenance = field(default_factory=OvaProvenance)
+    library_id: str | None = None  # --library: the content library and item deployed from
+    library_item_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,7 +11,7 @@ from ovapipe.vsphere.ownership import RunMarker
 from ovapipe.vsphere.placement import Placement
 from ovapipe.vsphere.preflight import NameDecision
 from ovapipe.vsphere.publish.ova import CheckedOva, ProgressFactory
-from ovapipe.vsphere.publish.records import PublishOptions, PublishRecord
+from ovapipe.vsphere.publish.records import LibrarySource, PublishOptions, PublishRecord
 
 
 @dataclass
@@ -32,6 +32,7 @@ class DatacenterRun:
     retired: Any = None  # --replace: the old template, once this run retired it
     removed: list[str] = field(default_factory=list)  # what recovery removed or finished
     record: PublishRecord | None = None
+    source: LibrarySource | None = None  # --library: deploy this item instead of importing
 
     @property
     def name(self) -> str:

@@ -201,6 +201,38 @@ def step_import(state: DatacenterRun, run: Run) -> None:
     run.say(f"{state.datacenter}: uploaded {len(items)} file(s) into {state.import_name}")
 
 
+def step_deploy(state: DatacenterRun, run: Run) -> None:
+    """--library: the library item deployed under the temporary name, marked from birth
+    (the deployment spec's annotation), instead of an import of the OVA's bytes."""
+    if state.decision.mode == "unchanged":
+        return
+    from pyVmomi import vim
+
+    from ovapipe.vsphere.library.content import DeployTarget, deploy_item
+    from ovapipe.vsphere.library.rest import rest_session
+
+    placement, source = state.placement, state.source
+    assert placement is not None and source is not None
+    networks: tuple[tuple[str, str], ...] = ()
+    if placement.network is not None:
+        networks = tuple((n, placement.network.obj._moId)
+                         for n in state.ova.index.descriptor.networks)
+    target = DeployTarget(resource_pool_id=placement.pool._moId,
+                          folder_id=placement.folder._moId,
+                          datastore_id=placement.datastore.obj._moId, networks=networks)
+    annotation = with_marker(f"ovapipe is deploying library item {source.item_name} of "
+                             f"{source.library_name} as {state.name}\n", state.marker)
+    run.on_failure(f"delete {state.import_name} in {state.datacenter}",
+                   lambda: _delete_import(state, run))
+    state.check_cancel()
+    with rest_session(state.connection) as api:
+        vm_id = deploy_item(api, source.item_id, state.import_name, annotation, target)
+    checkpoint("publish.import.created")
+    state.vm = vim.VirtualMachine(vm_id, state.service._stub)
+    run.say(f"{state.datacenter}: deployed library item {source.item_name} as "
+            f"{state.import_name}")
+
+
 def step_enforce(state: DatacenterRun, run: Run) -> None:
     if state.decision.mode == "unchanged":
         return
@@ -328,6 +360,8 @@ def step_record(state: DatacenterRun, run: Run) -> None:
         snapshot=SNAPSHOT_NAME if SNAPSHOT_NAME in snapshots else next(iter(snapshots), None),
         ova_sha256=record.ova_sha256 if record else state.ova.sha256,
         provenance=state.ova.provenance,
+        library_id=state.source.library_id if state.source else None,
+        library_item_id=state.source.item_id if state.source else None,
     )
     write_record(state.options.output_dir, state.name, state.record)
 
@@ -359,3 +393,7 @@ STEPS: Final = [
     Step("retire-old", step_retire),
     Step("record", step_record),
 ]
+
+# --library: the same steps, the item deployed in place of the OVA's import.
+LIBRARY_STEPS: Final = [Step("deploy", step_deploy) if step.name == "import" else step
+                        for step in STEPS]

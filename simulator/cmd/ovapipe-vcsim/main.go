@@ -13,7 +13,12 @@ import (
 	"strings"
 
 	"github.com/vmware/govmomi/simulator"
+	// The vAPI simulator (content library, tagging) registers its /rest endpoints when imported.
+	_ "github.com/vmware/govmomi/vapi/simulator"
 )
+
+// ovapipeMaxCount bounds every inventory count (memory, start-up time).
+const ovapipeMaxCount = 16
 
 type repeated []string
 
@@ -27,7 +32,11 @@ func main() {
 	flag.StringVar(&opts.ESXVersion, "esx-version", "7.0.3", "ESXi version of every host")
 	flag.Var(&gpus, "gpu", "HOST_GLOB=VENDOR:DEVICE[:STATE[:CLASS]] passthrough PCI device, hex IDs; STATE active (default), enabled, disabled or incapable; CLASS default 0302 (repeatable)")
 	flag.StringVar(&opts.RefusePassthru, "refuse-passthru", "", "host name glob whose UpdatePassthruConfig fails")
-	flag.BoolVar(&opts.NoDefaultGPU, "no-default-gpu", false, "no Tesla T4 on cluster DC0_C0's hosts")
+	flag.BoolVar(&opts.NoDefaultGPU, "no-default-gpu", false, "no Tesla T4 on the hosts of each datacenter's first cluster (DCn_C0)")
+	flag.IntVar(&opts.Datacenters, "datacenters", 1, "datacenters DC0..DCn-1, each with its own clusters, hosts, datastore and network")
+	flag.IntVar(&opts.Clusters, "clusters", 1, "clusters per datacenter (DCn_C0...)")
+	flag.IntVar(&opts.ClusterHosts, "cluster-hosts", 3, "hosts per cluster (DCn_C0_H0...)")
+	flag.IntVar(&opts.Hosts, "hosts", 1, "standalone hosts per datacenter (DCn_H0...)")
 	flag.StringVar(&opts.InstallerVM, "installer-vm", "", "VM name glob whose power-on runs the simulated installer")
 	flag.StringVar(&opts.InstallerDisk, "installer-disk", "", "streamOptimized VMDK the installer writes as the first disk")
 	flag.Float64Var(&opts.InstallerSeconds, "installer-seconds", 3, "seconds the simulated install takes")
@@ -69,6 +78,18 @@ func checkFlags(opts simulator.OvapipeOptions) error {
 			return fmt.Errorf("--port %d: cannot listen on 127.0.0.1: %s", opts.Port, err)
 		}
 		listener.Close()
+	}
+	for _, count := range []struct {
+		flag       string
+		value, min int
+	}{{"--datacenters", opts.Datacenters, 1}, {"--clusters", opts.Clusters, 0},
+		{"--cluster-hosts", opts.ClusterHosts, 1}, {"--hosts", opts.Hosts, 0}} {
+		if count.value < count.min || count.value > ovapipeMaxCount {
+			return fmt.Errorf("%s %d: expected %d to %d", count.flag, count.value, count.min, ovapipeMaxCount)
+		}
+	}
+	if opts.Clusters == 0 && opts.Hosts == 0 {
+		return fmt.Errorf("--clusters 0 --hosts 0: a datacenter needs at least one host")
 	}
 	if math.IsNaN(opts.InstallerSeconds) || math.IsInf(opts.InstallerSeconds, 0) || opts.InstallerSeconds < 0 {
 		return fmt.Errorf("--installer-seconds %v: expected a number of seconds, 0 or more", opts.InstallerSeconds)
