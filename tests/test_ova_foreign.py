@@ -8,7 +8,15 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from ovafactory import DISK_NAME, Entry, export_ovf, make_ova, manifest_for, write_tar
+from ovafactory import (
+    DISK_NAME,
+    Entry,
+    controller_item,
+    export_ovf,
+    make_ova,
+    manifest_for,
+    write_tar,
+)
 from ovapipe.validators.ova import validate_ova
 
 from ovapipe.ova import read_ova
@@ -261,3 +269,49 @@ def test_sata_nvme_and_sas_controllers_are_valid(
     report = validate_ova(make_ova(tmp_path / "controllers.ova", ovf, disk))
     assert report.ok and report.findings == [], report.render()
     assert (report.vmx, report.firmware) == ("vmx-17", "efi")
+
+
+@pytest.mark.parametrize("subtype,resource_type", [
+    ("vmware.floppy.controller", 20), ("megaraid", 6)])
+def test_a_controller_vcenter_cannot_make_fails_validation(
+    tmp_path: Path, efi_vmdk: Path, subtype: str, resource_type: int
+) -> None:
+    """vCenter (and the simulator) refuse the import; validate-ova passed such OVAs."""
+    disk = efi_vmdk.read_bytes()
+    ovf = export_ovf(size=len(disk), second_disk=None,
+                     extra_items=controller_item("19", subtype, resource_type))
+    report = validate_ova(make_ova(tmp_path / "odd.ova", ovf, disk))
+    assert not report.ok
+    [finding] = [f for f in report.findings if f.rule == "descriptor.inconsistent"]
+    assert (f"hardware Item 19 (controller 19): ResourceSubType '{subtype}' of ResourceType "
+            f"{resource_type} is no controller vCenter imports") in finding.message
+
+
+def test_an_optional_controller_vcenter_cannot_make_is_left_out_not_refused(
+    tmp_path: Path, efi_vmdk: Path
+) -> None:
+    disk = efi_vmdk.read_bytes()
+    optional = controller_item("19", "vmware.floppy.controller").replace(
+        "<Item>", '<Item ovf:required="false">', 1)
+    ovf = export_ovf(size=len(disk), second_disk=None, extra_items=optional)
+    report = validate_ova(make_ova(tmp_path / "optional.ova", ovf, disk))
+    assert report.ok, report.render()
+
+
+def test_the_controller_subtypes_are_the_simulators() -> None:
+    """One list in Python, one switch in Go: they must name the same subtypes."""
+    import re
+
+    from ovapipe.ova.descriptor_records import CONTROLLER_SUBTYPES
+    from ovapipe.paths import REPO_ROOT
+
+    go = (REPO_ROOT / "simulator" / "ext" / "ovapipe_ovf_import.go").read_text()
+    switch = go[go.index("func ovapipeControllerKindOf"):]
+    switch = switch[:switch.index("\n}\n")]
+    found: dict[int, set[str]] = {}
+    parts = re.split(r"\n\tcase (\d+):", switch)
+    for number, body in zip(parts[1::2], parts[2::2], strict=True):
+        found[int(number)] = {s for line in re.findall(r"case (.*):", body)
+                              for s in re.findall(r'"([^"]*)"', line)}
+    assert {k: set(v) for k, v in CONTROLLER_SUBTYPES.items()} == {
+        k: v for k, v in found.items() if v}

@@ -6,6 +6,7 @@ from collections import Counter
 
 from ovapipe.hardware import min_esxi_for, vmx_name
 from ovapipe.ova.descriptor_records import (
+    CONTROLLER_SUBTYPES,
     CONTROLLER_TYPES,
     DISK_URI,
     FILE_URI,
@@ -57,6 +58,15 @@ def check_consistency(descriptor: Descriptor) -> list[str]:
         label = f"hardware Item {item.instance_id or '?'} ({item.element_name or 'unnamed'})"
         if item.resource_type is None:
             problems.append(f"{label}: no ResourceType")
+        known = CONTROLLER_SUBTYPES.get(item.resource_type or 0)
+        if known is not None and item.required and (
+            (item.subtype or "").strip().lower() not in known
+        ):
+            problems.append(
+                f"{label}: ResourceSubType '{item.subtype or ''}' of ResourceType "
+                f"{item.resource_type} is no controller vCenter imports (known: "
+                f"{', '.join(sorted(k for k in known if k))})"
+            )
         for resource in item.host_resources:
             if resource.startswith(DISK_URI):
                 disk_id = resource.removeprefix(DISK_URI)

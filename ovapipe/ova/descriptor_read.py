@@ -243,6 +243,7 @@ def _parse_items(section: ET.Element) -> list[HardwareItem]:
             host_resources=tuple(fields.get("HostResource", [])),
             connections=tuple(fields.get("Connection", [])),
             quantity=_int(first("VirtualQuantity"), f"{what}: VirtualQuantity"),
+            required=(_attr(element, "required") or "true").strip().lower() != "false",
         ))
     return items
 

@@ -40,6 +40,13 @@ RESOURCE_ETHERNET: Final = 10
 RESOURCE_DISK: Final = 17
 RESOURCE_SATA: Final = 20
 CONTROLLER_TYPES: Final = (RESOURCE_IDE, RESOURCE_SCSI, RESOURCE_SATA)
+# The controller ResourceSubTypes vCenter imports, per ResourceType (lower case; SCSI without a
+# subtype is lsilogic). The simulator's import knows the same (simulator/ext/ovapipe_ovf_import.go).
+CONTROLLER_SUBTYPES: Final = {
+    RESOURCE_SCSI: frozenset({"", "lsilogic", "buslogic", "lsilogicsas", "lsilogic-sas",
+                              "virtualscsi", "pvscsi"}),
+    RESOURCE_SATA: frozenset({"vmware.sata.ahci", "ahci", "vmware.nvme.controller", "nvme"}),
+}
 
 
 class DescriptorError(Exception):
@@ -82,6 +89,7 @@ class HardwareItem:
     host_resources: tuple[str, ...] = ()
     connections: tuple[str, ...] = ()
     quantity: int | None = None
+    required: bool = True  # ovf:required="false": vCenter may leave the Item out
 
 
 @dataclass
