@@ -28,6 +28,7 @@ import pytest
 
 from ovapipe.config import Connection
 from ovapipe.errors import CheckFailed, ConfigError, Interrupted, OvapipeError, StepFailed
+from ovapipe.paths import REPO_ROOT
 from ovapipe.progress import Progress
 from ovapipe.vsphere import lease as lease_module
 from ovapipe.vsphere.connect import PinnedHTTPSConnection, session
@@ -537,20 +538,11 @@ def test_a_missing_datacenter_among_several_names_it_and_keeps_the_others(
     assert read_template(simulator.connection, NAME)["config.template"] is True
 
 
-def test_sigint_to_invoke_publish_mid_upload_exits_130_and_leaves_nothing(
-    simulator: Any, efi_ova: Path, tmp_path: Path
-) -> None:
-    """The real Ctrl-C: SIGINT to `invoke publish` while the disk is on the wire (the proxy
-    slows the upload down so that it is)."""
-    before = inventory(simulator.connection)
-    proxy = Proxy(simulator.connection.port, throttle=0.05)
-    env = {**os.environ, **simulator.env,
-           "VSPHERE_SERVER": f"127.0.0.1:{proxy.port}", "INVOKE_OVAPIPE_OUTPUT": str(tmp_path)}
-    command = [sys.executable, "-m", "invoke", "publish", "--ova", str(efi_ova),
-               "--datacenter", "DC0", "--cluster", "DC0_C0", "--datastore", "LocalDS_0",
-               "--network", "VM Network"]
-    root = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen(command, cwd=root, env=env, text=True,
+def sigint_while_uploading(command: list[str], env: dict[str, str], proxy: Proxy) -> str:
+    """Run ``command`` against vCenter through ``proxy``, SIGINT it once the upload is on the
+    wire, and give its stderr after checking it ended with exit 130."""
+    env = {**os.environ, **env, "VSPHERE_SERVER": f"127.0.0.1:{proxy.port}"}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proxy.uploading.wait(timeout=60), "the upload never started"
@@ -561,6 +553,21 @@ def test_sigint_to_invoke_publish_mid_upload_exits_130_and_leaves_nothing(
             process.kill()
         proxy.close()
     assert process.returncode == 130, err
+    return err
+
+
+def test_sigint_to_invoke_publish_mid_upload_exits_130_and_leaves_nothing(
+    simulator: Any, efi_ova: Path, tmp_path: Path
+) -> None:
+    """The real Ctrl-C: SIGINT to `invoke publish` while the disk is on the wire (the proxy
+    slows the upload down so that it is)."""
+    before = inventory(simulator.connection)
+    proxy = Proxy(simulator.connection.port, throttle=0.05)
+    command = [sys.executable, "-m", "invoke", "publish", "--ova", str(efi_ova),
+               "--datacenter", "DC0", "--cluster", "DC0_C0", "--datastore", "LocalDS_0",
+               "--network", "VM Network"]
+    err = sigint_while_uploading(command, {**simulator.env, "INVOKE_OVAPIPE_OUTPUT": str(tmp_path)},
+                                 proxy)
     assert "interrupted during step 'import'" in err
     assert "Traceback" not in err
     assert inventory(simulator.connection) == before

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_publish import Proxy
+from test_publish import Proxy, sigint_while_uploading
 
 from ovapipe.config import Connection
 from ovapipe.errors import Interrupted, OvapipeError
@@ -126,25 +125,13 @@ def test_an_interrupted_upload_leaves_no_item_and_no_session(three_dc: Any, efi_
 def test_sigint_during_the_library_upload_exits_130_and_leaves_nothing(
         three_dc: Any, efi_ova: Path, tmp_path: Path) -> None:
     proxy = Proxy(three_dc.connection.port, throttle=0.05, signal_after=1 << 20)
-    env = {**os.environ, **three_dc.env,
-           "VSPHERE_SERVER": f"127.0.0.1:{proxy.port}", "INVOKE_OVAPIPE_OUTPUT": str(tmp_path)}
     command = [sys.executable, "-m", "ovapipe", "publish", "--ova", str(efi_ova),
                "--library", "L", "--cluster", "*_C0", "--datastore", "LocalDS_0",
                "--network", "VM Network"]
     for dc in DATACENTERS:
         command += ["--datacenter", dc]
-    root = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen(command, cwd=root, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proxy.uploading.wait(timeout=60), "the upload never started"
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        proxy.close()
-    assert process.returncode == 130, err
+    err = sigint_while_uploading(command, {**three_dc.env, "INVOKE_OVAPIPE_OUTPUT": str(tmp_path)},
+                                 proxy)
     assert "library-upload" in err and "Traceback" not in err
     items, sessions = library_state(three_dc.connection)
     assert items == [] and sessions == []
