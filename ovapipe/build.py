@@ -36,6 +36,7 @@ from ovapipe.faults import checkpoint
 from ovapipe.files import write_json
 from ovapipe.findings import WARNING, Finding, Report
 from ovapipe.iso import IsoAuthenticity, IsoSettings, iso_file_name, verify_iso
+from ovapipe.ova.members import SBOM_SUFFIX
 from ovapipe.packer import PackerInfo, packer_env
 from ovapipe.paths import REPO_ROOT
 from ovapipe.rootfs import DPKG_STATUS
@@ -438,7 +439,7 @@ def _build_record(state: BuildState, run: Run) -> dict[str, Any]:
                 "authenticity": state.iso.as_dict() if state.iso else None},
         "signature": state.report.signature if state.report is not None else None,
         "sbom": None if state.sbom is None else {
-            "member": f"{state.name}.spdx.json", "format": "SPDX-2.3",
+            "member": f"{state.name}{SBOM_SUFFIX}", "format": "SPDX-2.3",
             "sha256": state.sbom.sha256, "distro": state.sbom.distro,
             "packages": [{"name": p.name, "version": p.version, "architecture": p.architecture}
                          for p in state.sbom.packages],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import Final
 from uuid import UUID
 
 from ovapipe.ext4 import Ext4Error, Ext4Volume
@@ -46,18 +46,6 @@ class Package:
     homepage: str = ""
 
 
-class WindowFile:
-    """A seekable binary file (a member window, an open VMDK) as a positional file."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self.size = handle.seek(0, 2)
-
-    def pread(self, length: int, offset: int) -> bytes:
-        self._handle.seek(offset)
-        return self._handle.read(max(0, min(length, self.size - offset)))
-
-
 @dataclass
 class RootFs:
     partition: Partition
@@ -80,13 +68,9 @@ def open_root_fs(source: PositionalFile) -> RootFs:
         raise RootFsError(f"the {table.scheme} partition table has no Linux partition")
     problems = []
     for partition in candidates:
-        def read_part(offset: int, length: int, base: int = partition.offset,
-                      size: int = partition.size) -> bytes:
-            length = max(0, min(length, size - offset))
-            return disk.read_at(base + offset, length)
-
         try:
-            return RootFs(partition, Ext4Volume(read_part, partition.size))
+            return RootFs(partition, Ext4Volume(disk.part_reader(partition.offset,
+                                                                partition.size), partition.size))
         except (Ext4Error, GrainError) as exc:
             message = exc.message if isinstance(exc, Ext4Error) else str(exc)
             problems.append(f"partition {partition.number}: {message}")

@@ -21,7 +21,6 @@ from urllib.parse import quote
 from ovapipe import __version__
 from ovapipe.rootfs import Package
 
-SBOM_SUFFIX: Final = ".spdx.json"
 SPDX_VERSION: Final = "SPDX-2.3"
 MAX_SBOM_BYTES: Final = 32 * 1024 * 1024
 _NAMESPACE: Final = uuid.UUID("6f766170-6970-6500-8000-73626f6d0000")
@@ -44,7 +43,8 @@ class DiskSbom:
 def disk_sbom(disk: Path, image: str, *, created: dt.datetime, disk_sha256: str) -> DiskSbom:
     """Read the dpkg status from ``disk``'s root file system; RootFsError says why not."""
     from ovapipe.ext4 import Ext4Error
-    from ovapipe.rootfs import WindowFile, installed_packages, open_root_fs
+    from ovapipe.ova.grains import WindowFile
+    from ovapipe.rootfs import installed_packages, open_root_fs
 
     with disk.open("rb") as handle:
         root = open_root_fs(WindowFile(handle))

@@ -18,10 +18,10 @@ from uuid import UUID
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ovapipe.validators.disk import ESP_GPT_TYPE, WindowFile
+from ovapipe.validators.disk import ESP_GPT_TYPE
 
 from ovapipe.ova.fat import FatError, FatVolume
-from ovapipe.ova.grains import BytesFile, GrainError, GrainReader
+from ovapipe.ova.grains import BytesFile, GrainError, GrainReader, WindowFile
 from ovapipe.ova.partitions import NoPartitionTable, PartitionError, read_partition_table
 from ovapipe.ova.vmdk import SECTOR
 from ovapipe.testdisk import ESP_MIB, MIB, convert_to_vmdk, make_test_disk

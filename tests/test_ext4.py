@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ovapipe.ext4 import Ext4Error, Ext4Volume
+from ovapipe.ova.grains import WindowFile
 from ovapipe.rootfs import (
     DPKG_STATUS,
     RootFsError,
-    WindowFile,
     installed_packages,
     open_root_fs,
     parse_dpkg_status,

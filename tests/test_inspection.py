@@ -13,8 +13,9 @@ from ovapipe.validators.ova import RULES, validate_ova
 from ovapipe.inspection import ImageExpectations, inspect_root, upstream_version
 from ovapipe.ova import assemble_ova
 from ovapipe.ova.facts import BuildFacts
+from ovapipe.ova.grains import WindowFile
 from ovapipe.paths import REPO_ROOT
-from ovapipe.rootfs import WindowFile, open_root_fs
+from ovapipe.rootfs import open_root_fs
 from ovapipe.testdisk import RootContent, make_test_disk
 
 KUBE, CONTAINERD = "1.30.5", "1.7.27"

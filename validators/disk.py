@@ -17,7 +17,7 @@ from uuid import UUID
 from ovapipe.findings import ERROR, Finding
 from ovapipe.ova.descriptor import STREAM_OPTIMIZED_FORMAT, DiskRef
 from ovapipe.ova.fat import DirEntry, FatError, FatVolume
-from ovapipe.ova.grains import GrainError, GrainReader
+from ovapipe.ova.grains import GrainError, GrainReader, WindowFile
 from ovapipe.ova.partitions import NoPartitionTable, PartitionError, read_partition_table
 from ovapipe.ova.vmdk import (
     MAX_VMDK_CAPACITY,
@@ -112,18 +112,6 @@ def _find_loaders(fs: FatVolume) -> list[tuple[str, DirEntry]]:
     return found
 
 
-class WindowFile:
-    """A window on a member (any seekable binary file) as the grain reader's positional file."""
-
-    def __init__(self, window: BinaryIO) -> None:
-        self._window = window
-        self.size = window.seek(0, 2)
-
-    def pread(self, length: int, offset: int) -> bytes:
-        self._window.seek(offset)
-        return self._window.read(max(0, min(length, self.size - offset)))
-
-
 def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
     def error(rule: str, message: str) -> list[Finding]:
         return [Finding(rule, ERROR, f"{label}: {message}")]
@@ -159,14 +147,8 @@ def _efi_boot_findings(window: BinaryIO, label: str) -> list[Finding]:
     fat_found = False
     for esp in esps:
         where = f"EFI System Partition {esp.number}"
-
-        def read_esp(offset: int, length: int, base: int = esp.offset,
-                     size: int = esp.size) -> bytes:
-            length = max(0, min(length, size - offset))
-            return disk.read_at(base + offset, length)
-
         try:
-            fs = FatVolume(read_esp, esp.size)
+            fs = FatVolume(disk.part_reader(esp.offset, esp.size), esp.size)
         except FatError as exc:
             problems.append(f"{where} holds no FAT file system ({exc})")
             continue

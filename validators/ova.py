@@ -31,6 +31,7 @@ from ovapipe.ova.archive import Member, TarScan, is_safe_member_name
 from ovapipe.ova.descriptor import Descriptor, check_consistency
 from ovapipe.ova.descriptor_check import lowest_type_reason
 from ovapipe.ova.manifest import ManifestEntry
+from ovapipe.ova.members import CERT_SUFFIX, SBOM_SUFFIX
 from ovapipe.ova.reader import (
     MemberWindow,
     OvaFormatError,
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
 
 HASH_BLOCK: Final = 8 * 1024 * 1024
 MAX_FINDINGS_PER_RULE: Final = 20
-SIGNATURE_SUFFIX: Final = ".cert"
-SBOM_SUFFIX: Final = ".spdx.json"  # ovapipe.sbom.SBOM_SUFFIX (not imported: it loads json)
 
 # rule id -> (severity, what it means); the README and tests use these ids.
 RULES: Final[dict[str, tuple[str, str]]] = {
@@ -220,7 +219,7 @@ class _Validation:
                 )
         for member in self.scan.members:
             lowered = member.name.lower()
-            if member.name in referenced or lowered.endswith((".mf", SIGNATURE_SUFFIX,
+            if member.name in referenced or lowered.endswith((".mf", CERT_SUFFIX,
                                                               SBOM_SUFFIX)):
                 continue
             self.warning(
@@ -303,7 +302,7 @@ class _Validation:
                     f"{manifest.name} lists '{name}', which is not in the archive",
                 )
         for member in self.scan.members:
-            if member.name == manifest.name or member.name.lower().endswith(SIGNATURE_SUFFIX):
+            if member.name == manifest.name or member.name.lower().endswith(CERT_SUFFIX):
                 continue
             if member.kind == "file" and member.name not in entries:
                 self.error(
@@ -345,7 +344,7 @@ class _Validation:
     # -- signature ----------------------------------------------------------------------------
 
     def check_signature(self, ovf: Member | None) -> None:
-        certs = [m for m in self.scan.members if m.name.lower().endswith(SIGNATURE_SUFFIX)]
+        certs = [m for m in self.scan.members if m.name.lower().endswith(CERT_SUFFIX)]
         if not certs:
             if self.require_signature:
                 self.error("signature.unsigned",
@@ -436,7 +435,8 @@ class _Validation:
 
     def inspect_image(self, window: MemberWindow, descriptor: Descriptor, member: str) -> None:
         from ovapipe.inspection import inspect_root
-        from ovapipe.rootfs import RootFsError, WindowFile, open_root_fs
+        from ovapipe.ova.grains import WindowFile
+        from ovapipe.rootfs import RootFsError, open_root_fs
 
         expect = self.inspect if isinstance(self.inspect, ImageExpectations) else (
             ImageExpectations.from_descriptor(descriptor.product) or ImageExpectations(""))

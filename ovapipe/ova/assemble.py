@@ -21,6 +21,7 @@ from ovapipe.ova.archive import END_OF_ARCHIVE, TarEntryInfo, header_blocks, pad
 from ovapipe.ova.descriptor import DescriptorSpec, DiskEntry, FileEntry, write_descriptor
 from ovapipe.ova.facts import BuildFacts, HardwareSizes
 from ovapipe.ova.manifest import format_manifest
+from ovapipe.ova.members import CERT_SUFFIX, SBOM_SUFFIX
 from ovapipe.ova.vmdk import VmdkError, read_vmdk_header
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def assemble_ova(
     ))
     descriptor_name = f"{name}.ovf"
     payload = [*inputs, *([nvram_input] if nvram_input else [])]
-    trailer = () if sbom is None else ((f"{name}.spdx.json", sbom),)
+    trailer = () if sbom is None else ((f"{name}{SBOM_SUFFIX}", sbom),)
     manifest = format_manifest([
         (descriptor_name, hashlib.sha256(descriptor).hexdigest()),
         *((item.member, item.sha256) for item in payload),
@@ -155,7 +156,7 @@ def assemble_ova(
     ])
 
     manifest_name = f"{name}.mf"
-    signed = () if signer is None else ((f"{name}.cert",
+    signed = () if signer is None else ((f"{name}{CERT_SUFFIX}",
                                          signer.cert_member(manifest_name, manifest)),)
     ova_path = Path(out_dir) / f"{name}.ova"
     with atomic_writer(ova_path) as handle:

@@ -13,8 +13,9 @@ import os
 import struct
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import BinaryIO, Final, Protocol
 
 from ovapipe.ova.vmdk import FLAG_COMPRESSED, SECTOR, VMDK_MAGIC
 
@@ -38,6 +39,18 @@ class PositionalFile(Protocol):
 
     @property
     def size(self) -> int: ...
+
+
+class WindowFile:
+    """A seekable binary file (an OVA member's window, an open VMDK) as a positional file."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.size = handle.seek(0, 2)
+
+    def pread(self, length: int, offset: int) -> bytes:
+        self._handle.seek(offset)
+        return self._handle.read(max(0, min(length, self.size - offset)))
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,14 @@ class GrainReader:
         if len(self._grains) > self._cache_count:
             self._grains.popitem(last=False)
         return data
+
+    def part_reader(self, base: int, size: int) -> Callable[[int, int], bytes]:
+        """Reads inside one part of the disk (a partition) by offsets from its start, cut at
+        its end."""
+        def read(offset: int, length: int) -> bytes:
+            return self.read_at(base + offset, max(0, min(length, size - offset)))
+
+        return read
 
     def read_at(self, offset: int, length: int) -> bytes:
         """``length`` bytes of the virtual disk from ``offset`` (fewer past its end)."""

@@ -16,8 +16,9 @@ from typing import Final
 from ovapipe.errors import CheckFailed, ConfigError
 from ovapipe.files import atomic_writer, write_text
 from ovapipe.ova.archive import END_OF_ARCHIVE, TarEntryInfo, header_blocks, padding
+from ovapipe.ova.members import CERT_SUFFIX
 from ovapipe.ova.reader import open_file, read_member_bytes, whole_members
-from ovapipe.ova.signing import CERT_SUFFIX, MAX_CERT_MEMBER_BYTES, Signer
+from ovapipe.ova.signing import MAX_CERT_MEMBER_BYTES, Signer
 
 COPY_BLOCK: Final = 4 * 1024 * 1024
 

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 from ovapipe.errors import CheckFailed
+from ovapipe.ova.members import SBOM_SUFFIX
 from ovapipe.ova.reader import open_file, read_member_bytes, whole_members
-from ovapipe.sbom import MAX_SBOM_BYTES, SBOM_SUFFIX, SbomError, summarize
+from ovapipe.sbom import MAX_SBOM_BYTES, SbomError, summarize
 
 
 def read_sbom_member(path: Path | str) -> bytes:

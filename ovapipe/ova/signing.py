@@ -35,7 +35,6 @@ VERIFY_ALGORITHMS: Final[dict[str, type[hashes.HashAlgorithm]]] = {
     **SIGN_ALGORITHMS, "SHA1": hashes.SHA1,
 }
 DEFAULT_ALGORITHM: Final = "SHA256"
-CERT_SUFFIX: Final = ".cert"
 MAX_CERT_MEMBER_BYTES: Final = 1024 * 1024
 MAX_CHAIN_DEPTH: Final = 8
 MIN_RSA_BITS: Final = 2048
