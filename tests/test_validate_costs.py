@@ -57,3 +57,16 @@ def test_one_tar_scan_and_a_small_part_of_the_disk(
     assert len(scans) == 1
     # Without hashing, the checks (header, descriptor, manifest, EFI boot) read a few percent.
     assert sum(read) < efi_ova.stat().st_size // 10, (sum(read), efi_ova.stat().st_size)
+
+
+def test_an_unsigned_ova_without_an_sbom_loads_neither_reader(efi_ova: Path) -> None:
+    """The signature and SBOM checks load cryptography and ovapipe.sbom only when the OVA has
+    such a member."""
+    code = ("import sys; from ovapipe.validators.ova import validate_ova; "
+            f"assert validate_ova({str(efi_ova)!r}).ok; "
+            "print(' '.join(sorted(m for m in sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert "ovapipe.validators.ova" in loaded
+    for reader_module in ("cryptography", "ovapipe.ova.signing", "ovapipe.sbom"):
+        assert not {m for m in loaded if m == reader_module or m.startswith(reader_module + ".")}

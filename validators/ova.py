@@ -396,13 +396,13 @@ class _Validation:
     # -- SBOM ---------------------------------------------------------------------------------
 
     def check_sbom(self) -> None:
-        from ovapipe.sbom import MAX_SBOM_BYTES, SbomError, summarize
-
         for member in self.scan.members:
             if not member.name.lower().endswith(SBOM_SUFFIX) or member.kind != "file" or (
                 member.name in self.incomplete
             ):
                 continue
+            from ovapipe.sbom import MAX_SBOM_BYTES, SbomError, summarize  # only for an SBOM
+
             try:
                 summary = summarize(member.name,
                                     read_member_bytes(self.fd, member, MAX_SBOM_BYTES))
