@@ -139,14 +139,19 @@ def _delete_item_if_ours(state: LibraryRun, item_id: str, run: Run) -> None:
     run.say(f"cleanup: deleted library item {item.name} ({item_id})")
 
 
-def _cancel_session(state: LibraryRun, session_id: str, run: Run) -> None:
-    api = state.api
-    assert api is not None
-    api.connection_timeout(CLEANUP_TIMEOUT)
+def _cancel_and_delete_session(api: RestSession, session_id: str) -> None:
+    """Cancel an update session and delete it (a cancelled one stays listed otherwise)."""
     with contextlib.suppress(RestError):
         content.end_update_session(api, session_id, "cancel")
     with contextlib.suppress(RestError):
         content.delete_update_session(api, session_id)
+
+
+def _cancel_session(state: LibraryRun, session_id: str, run: Run) -> None:
+    api = state.api
+    assert api is not None
+    api.connection_timeout(CLEANUP_TIMEOUT)
+    _cancel_and_delete_session(api, session_id)
     run.say(f"cleanup: cancelled update session {session_id}")
 
 
@@ -157,10 +162,7 @@ def _end_sessions_of(api: RestSession, item_id: str) -> list[str]:
         found = content.get_update_session(api, session_id)
         if found is None or found.item_id != item_id or found.state != "ACTIVE":
             continue
-        with contextlib.suppress(RestError):
-            content.end_update_session(api, session_id, "cancel")
-        with contextlib.suppress(RestError):
-            content.delete_update_session(api, session_id)
+        _cancel_and_delete_session(api, session_id)
         ended.append(session_id)
     return ended
 
