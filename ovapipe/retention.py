@@ -205,25 +205,33 @@ def prune_output(output_dir: Path, keep: int, just_published: set[str],
 LIBRARY_PLACE: Final = "library"  # the NightlyTemplate.datacenter of a library item
 
 
+def nightly_item(item: Any, pipeline_id: str) -> NightlyTemplate | None:
+    """A complete library item that this site's nightly job made (``obj``: its id), or None."""
+    from ovapipe.vsphere.ownership import RunMarker
+    from ovapipe.vsphere.template import TemplateRecord
+
+    record = TemplateRecord.parse(item.description)
+    if record is None or RunMarker.parse(item.description) is not None:
+        return None  # not ovapipe's, or an upload in progress (publish's recovery owns it)
+    if record.facts.get(PIPELINE_FACT) != pipeline_id:
+        return None
+    profile = record.facts.get(NIGHTLY_PROFILE_FACT)
+    build_id = record.facts.get(NIGHTLY_BUILD_FACT)
+    if not (profile and build_id):
+        return None
+    return NightlyTemplate(item.name, LIBRARY_PLACE, profile, build_id, item.id)
+
+
 def nightly_items(api: Any, library_id: str, pipeline_id: str) -> Iterator[NightlyTemplate]:
-    """Complete items of the library that this site's nightly job made (``obj``: the id).
+    """The library's items that this site's nightly job made.
 
     An OVF item has no dependents: a VM deployed from it is a full copy, and the templates
     deployed from it are kept or deleted by template retention on their own."""
     from ovapipe.vsphere.library import content
-    from ovapipe.vsphere.ownership import RunMarker
-    from ovapipe.vsphere.template import TemplateRecord
 
     for item in content.list_items(api, library_id):
-        record = TemplateRecord.parse(item.description)
-        if record is None or RunMarker.parse(item.description) is not None:
-            continue  # not ovapipe's, or an upload in progress (publish's recovery owns it)
-        if record.facts.get(PIPELINE_FACT) != pipeline_id:
-            continue
-        profile = record.facts.get(NIGHTLY_PROFILE_FACT)
-        build_id = record.facts.get(NIGHTLY_BUILD_FACT)
-        if profile and build_id:
-            yield NightlyTemplate(item.name, LIBRARY_PLACE, profile, build_id, item.id)
+        if (found := nightly_item(item, pipeline_id)) is not None:
+            yield found
 
 
 def apply_library_retention(api: Any, library: str, profile: str, keep: int,
@@ -252,8 +260,8 @@ def apply_library_retention(api: Any, library: str, profile: str, keep: int,
         result.kept.append(f"kept library item {item.name}: its build stamp is in the future or "
                            "unreadable (clock skew?), ignored for the ordering")
     for item in plan.doomed:
-        again = [t for t in nightly_items(api, found[0].id, pipeline_id) if t.obj == item.obj]
-        if not again:
+        again = content.get_item(api, item.obj)
+        if again is None or nightly_item(again, pipeline_id) is None:
             continue  # changed since it was read: not ours to delete any more
         content.delete_item(api, item.obj)
         result.deleted.append(f"{library}/{item.name}")
